@@ -1,0 +1,73 @@
+"""Contiguous streams for truncated backpropagation through time.
+
+A token sequence w_0 .. w_N is cut into B streams that are read side by side, T tokens at a time;
+the LSTM state of each stream is carried from one window to the next. Inputs are w_0 .. w_{N-1} and
+targets w_1 .. w_N, so every token after w_0 is predicted exactly once per epoch. When N is not a
+multiple of B, the last stream is padded and its padded targets are IGNORE_INDEX, which the
+likelihood skips: no token is lost, none is seen twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+IGNORE_INDEX = -100  # a target that nothing predicts (padding)
+
+
+def batchify(ids: torch.Tensor, batch_size: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lay `ids` (N,) out as `batch_size` contiguous streams.
+
+    Returns:
+        inputs (B, S) and targets (B, S), S = ceil((N - 1) / B); padded targets are IGNORE_INDEX.
+    Raises:
+        ValueError: fewer than two tokens, or fewer predictions than streams (say which to shrink).
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"batchify expects a 1-D tensor of ids, got shape {tuple(ids.shape)}")
+    n = ids.numel() - 1  # number of predictions
+    if n < 1:
+        raise ValueError("the token stream is empty: a corpus needs at least two tokens to train on.")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if n < batch_size:
+        raise ValueError(
+            f"the token stream has {n} predictions, fewer than batch_size={batch_size}: "
+            "use a longer corpus or a smaller --batch_size."
+        )
+    s = math.ceil(n / batch_size)
+    inputs = torch.full((batch_size * s,), pad_id, dtype=torch.long)
+    targets = torch.full((batch_size * s,), IGNORE_INDEX, dtype=torch.long)
+    inputs[:n] = ids[:-1]
+    targets[:n] = ids[1:]
+    return inputs.view(batch_size, s), targets.view(batch_size, s)
+
+
+def num_windows(stream: torch.Tensor, bptt: int) -> int:
+    """How many windows of `bptt` columns cover a (B, S) stream (the last may be shorter)."""
+    return math.ceil(stream.size(1) / bptt)
+
+
+def window(
+    inputs: torch.Tensor, targets: torch.Tensor, index: int, bptt: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `index`-th window: inputs and targets (B, <=bptt), views into the streams."""
+    start = index * bptt
+    return inputs[:, start : start + bptt], targets[:, start : start + bptt]
+
+
+def shard_rows(stream: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """The rows of a (B, S) stream that one rank of `world_size` trains on (B must divide evenly).
+
+    Raises:
+        ValueError: B is not a multiple of world_size.
+    """
+    b = stream.size(0)
+    if b % world_size:
+        raise ValueError(
+            f"batch_size={b} does not split evenly over {world_size} processes; "
+            f"use a batch_size that is a multiple of {world_size}."
+        )
+    per = b // world_size
+    return stream[rank * per : (rank + 1) * per]

@@ -1,0 +1,157 @@
+"""The LSTM language model: embedding -> multi-layer LSTM -> linear (or adaptive softmax).
+
+The model returns hidden features, not logits: the output layer is applied by `target_logprobs`
+(training and scoring, which need log P of one token per position) or `log_distribution` (sampling,
+which needs the whole distribution). This keeps one code path for both softmax kinds and never builds
+a (B, T, V) tensor when the adaptive softmax is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labkit.config import ConfigError, require_positive
+
+State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, B, hidden_dim)
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # number of token ids; taken from the tokenizer
+    embed_dim: int = 256  # size of each token's embedding vector
+    hidden_dim: int = 256  # LSTM state size per layer
+    num_layers: int = 2  # stacked LSTM layers
+    dropout: float = 0.2  # dropout on embeddings, between layers and before the output layer
+    tie_weights: bool = False  # share the embedding and output matrices (needs embed_dim == hidden_dim)
+    adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax clusters; empty = full softmax
+
+    def __post_init__(self) -> None:
+        require_positive(self, "vocab_size", "embed_dim", "hidden_dim", "num_layers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.tie_weights and self.embed_dim != self.hidden_dim:
+            raise ConfigError(
+                f"tie_weights needs embed_dim == hidden_dim, got {self.embed_dim} and "
+                f"{self.hidden_dim}; set both to the same size or turn tie_weights off."
+            )
+        if self.adaptive_cutoffs:
+            cuts = list(self.adaptive_cutoffs)
+            if self.tie_weights:
+                raise ConfigError("tie_weights cannot be combined with adaptive_cutoffs; pick one.")
+            if cuts != sorted(set(cuts)) or cuts[0] <= 0 or cuts[-1] >= self.vocab_size:
+                raise ConfigError(
+                    f"adaptive_cutoffs must increase strictly and lie in (0, vocab_size="
+                    f"{self.vocab_size}), got {cuts}"
+                )
+
+
+class LSTMLanguageModel(nn.Module):
+    """P(w_t | w_<t) with an LSTM. `forward` maps ids (B, T) to features (B, T, H) and a new state."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.lstm = nn.LSTM(
+            c.embed_dim,
+            c.hidden_dim,
+            c.num_layers,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        if c.adaptive_cutoffs:
+            self.decoder = None
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
+                c.hidden_dim, c.vocab_size, list(c.adaptive_cutoffs), div_value=4.0
+            )
+        else:
+            self.adaptive = None
+            self.decoder = nn.Linear(c.hidden_dim, c.vocab_size)
+        self._init_weights()
+        if c.tie_weights:
+            self.decoder.weight = self.embedding.weight  # "Using the Output Embedding" (Press & Wolf)
+
+    def _init_weights(self) -> None:
+        # Small uniform embeddings and output weights, as in PyTorch's word_language_model;
+        # forget-gate biases at 1 so that early in training the cell keeps its memory.
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if self.decoder is not None:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
+        h = self.config.hidden_dim
+        for name, p in self.lstm.named_parameters():
+            if name.startswith("bias"):
+                nn.init.zeros_(p)
+                if name.startswith("bias_ih"):
+                    p.data[h : 2 * h] = 1.0  # gate order: input, forget, cell, output
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """A zero recurrent state for `batch_size` sequences."""
+        device = device or self.embedding.weight.device
+        shape = (self.config.num_layers, batch_size, self.config.hidden_dim)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Run the LSTM over `ids` (B, T) from `state` (zeros if None).
+
+        Returns:
+            features (B, T, H) after dropout, ready for the output layer, and the new state.
+        """
+        x = self.drop(self.embedding(ids))  # (B, T, E)
+        out, state = self.lstm(x, state)  # (B, T, H)
+        return self.drop(out), state
+
+    def target_logprobs(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log P(target) at each position; positions whose target is negative (padding) give 0.
+
+        Args:
+            features: (B, T, H) from `forward`.
+            targets: (B, T) token ids, or a negative id where there is nothing to predict.
+        Returns:
+            (B, T) float32 log-probabilities.
+        """
+        valid = targets >= 0
+        safe = targets.clamp_min(0)
+        if self.adaptive is not None:
+            flat = self.adaptive(features.reshape(-1, features.size(-1)).float(), safe.reshape(-1))
+            logp = flat.output.view_as(targets)  # (B, T)
+        else:
+            logits = self.decoder(features).float()  # (B, T, V)
+            logp = -F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")  # (B, T)
+        return logp.masked_fill(~valid, 0.0)
+
+    def log_distribution(self, features: torch.Tensor) -> torch.Tensor:
+        """The whole next-token distribution: features (..., H) -> log-probabilities (..., V)."""
+        if self.adaptive is not None:
+            flat = self.adaptive.log_prob(features.reshape(-1, features.size(-1)).float())
+            return flat.view(*features.shape[:-1], -1)
+        return F.log_softmax(self.decoder(features).float(), dim=-1)
+
+    def num_parameters(self) -> int:
+        """Number of distinct trainable parameters (a tied matrix counts once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph at a window boundary (truncated BPTT) while keeping the values."""
+    if state is None:
+        return None
+    return state[0].detach(), state[1].detach()
+
+
+def train_flops_per_token(config: ModelConfig) -> int:
+    """Forward + backward FLOPs to train on one token: 24*h*(d+h) per LSTM layer plus 6*h*V.
+
+    (Each LSTM layer does 4 gates of (d+h)->h matrix products, 8*h*(d+h) FLOPs forward; backward
+    costs twice that. The output layer is 2*h*V forward, 6*h*V in all. The adaptive softmax does
+    less than this, so for it the figure is an upper bound.)
+    """
+    h, e = config.hidden_dim, config.embed_dim
+    lstm = sum(24 * h * ((e if layer == 0 else h) + h) for layer in range(config.num_layers))
+    return lstm + 6 * h * config.vocab_size
