@@ -16,7 +16,9 @@ import torch
 IGNORE_INDEX = -100  # a target that nothing predicts (padding)
 
 
-def batchify(ids: torch.Tensor, batch_size: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def batchify(
+    ids: torch.Tensor, batch_size: int, pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lay `ids` (N,) out as `batch_size` contiguous streams.
 
     Returns:
@@ -28,7 +30,9 @@ def batchify(ids: torch.Tensor, batch_size: int, pad_id: int = 0) -> tuple[torch
         raise ValueError(f"batchify expects a 1-D tensor of ids, got shape {tuple(ids.shape)}")
     n = ids.numel() - 1  # number of predictions
     if n < 1:
-        raise ValueError("the token stream is empty: a corpus needs at least two tokens to train on.")
+        raise ValueError(
+            "the token stream is empty: a corpus needs at least two tokens to train on."
+        )
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if n < batch_size:

@@ -30,9 +30,9 @@ def _convert(name: str, text: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):  # Optional[X] and X | None
-        if text is None or (isinstance(text, str) and text.lower() in {"none", "null"}):
-            if type(None) in args:
-                return None
+        is_none = text is None or (isinstance(text, str) and text.lower() in {"none", "null"})
+        if is_none and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):
@@ -67,9 +67,7 @@ def _convert(name: str, text: Any, annotation: Any) -> Any:
                 raise ValueError
             return annotation(text) if annotation is float else int(str(text))
         except ValueError:
-            raise ConfigError(
-                f"--{name} expects {annotation.__name__}, got {text!r}"
-            ) from None
+            raise ConfigError(f"--{name} expects {annotation.__name__}, got {text!r}") from None
     if annotation is str:
         return str(text)
     raise ConfigError(f"--{name}: unsupported field type {annotation!r}")
@@ -141,10 +139,8 @@ def help_text(cls: type) -> str:
             comments[m.group(1)] = m.group(2)
     lines = []
     for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        else:
-            default = f.default_factory()  # type: ignore[misc]
+        missing = f.default is dataclasses.MISSING
+        default = f.default_factory() if missing else f.default  # type: ignore[misc]
         lines.append(f"  --{f.name:<20} {default!r:<14} {comments.get(f.name, '')}".rstrip())
     return "\n".join(lines)
 

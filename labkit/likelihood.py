@@ -102,12 +102,14 @@ def evaluate(
     windows = num_windows(inputs, bptt)
     if max_windows is not None:
         windows = min(windows, max_windows)
-    for i in range(windows):
-        x, y = window(inputs, targets, i, bptt)
-        logp, state = token_logprobs(model, x, y, state)
-        total -= logp.sum(dtype=torch.float64)
-        count += int((y != IGNORE_INDEX).sum())
-    model.train(was_training)
+    try:
+        for i in range(windows):
+            x, y = window(inputs, targets, i, bptt)
+            logp, state = token_logprobs(model, x, y, state)
+            total -= logp.sum(dtype=torch.float64)
+            count += int((y != IGNORE_INDEX).sum())
+    finally:
+        model.train(was_training)
     if chars is not None and count < ids.numel() - 1:
         chars = round(chars * count / (ids.numel() - 1))
     return Score(nll=float(total), tokens=count, chars=chars)
@@ -139,15 +141,16 @@ def score_continuations(
     Raises:
         ValueError: an empty context or an empty candidate.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     ctx = _as_context(context, device)
     if not candidates:
-        model.train(was_training)
         return torch.empty(0)
     if any(len(c) == 0 for c in candidates):
-        raise ValueError("a candidate continuation is empty; every candidate needs at least one token.")
+        raise ValueError(
+            "a candidate continuation is empty; every candidate needs at least one token."
+        )
+    was_training = model.training
+    model.eval()
     features, (h, c) = model(ctx)  # (1, C, H)
     first = model.log_distribution(features[:, -1])[0]  # (V,) P(first token | context)
     n, longest = len(candidates), max(len(cand) for cand in candidates)
@@ -158,7 +161,8 @@ def score_continuations(
     total = first[ids[:, 0]]  # (N,)
     if longest > 1:
         state = (h.expand(-1, n, -1).contiguous(), c.expand(-1, n, -1).contiguous())
-        inputs = ids[:, :-1].clamp_min(0)  # (N, L-1); padding reads token 0, its targets are ignored
+        # Padding positions read token 0; their targets are IGNORE_INDEX, so they add nothing.
+        inputs = ids[:, :-1].clamp_min(0)  # (N, L-1)
         logp, _ = token_logprobs(model, inputs, ids[:, 1:], state)  # (N, L-1)
         total = total + logp.sum(dim=1)
     model.train(was_training)
@@ -179,10 +183,9 @@ def surprisal(model: LSTMLanguageModel, ids: list[int] | torch.Tensor) -> torch.
     Returns:
         (len(ids) - 1,) bits per token, on the CPU.
     """
+    seq = _as_context(ids, next(model.parameters()).device)  # (1, T)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    seq = _as_context(ids, device)  # (1, T)
     logp, _ = token_logprobs(model, seq[:, :-1], seq[:, 1:])
     model.train(was_training)
     return (-logp[0] / LN2).cpu()

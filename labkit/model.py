@@ -19,6 +19,11 @@ from labkit.config import ConfigError, require_positive
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, B, hidden_dim)
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half-precision activations (autocast) for the softmax; float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int = 0  # number of token ids; taken from the tokenizer
@@ -26,13 +31,16 @@ class ModelConfig:
     hidden_dim: int = 256  # LSTM state size per layer
     num_layers: int = 2  # stacked LSTM layers
     dropout: float = 0.2  # dropout on embeddings, between layers and before the output layer
-    tie_weights: bool = False  # share the embedding and output matrices (needs embed_dim == hidden_dim)
-    adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax clusters; empty = full softmax
+    tie_weights: bool = False  # share embedding and output matrices (needs embed_dim == hidden_dim)
+    adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax; () = full softmax
 
     def __post_init__(self) -> None:
         require_positive(self, "vocab_size", "embed_dim", "hidden_dim", "num_layers")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(
+                f"dropout must be in [0, 1), got {self.dropout}; "
+                "set --dropout to e.g. 0.2 (0 turns it off)."
+            )
         if self.tie_weights and self.embed_dim != self.hidden_dim:
             raise ConfigError(
                 f"tie_weights needs embed_dim == hidden_dim, got {self.embed_dim} and "
@@ -46,6 +54,11 @@ class ModelConfig:
                 raise ConfigError(
                     f"adaptive_cutoffs must increase strictly and lie in (0, vocab_size="
                     f"{self.vocab_size}), got {cuts}"
+                )
+            if self.hidden_dim < 4 ** len(cuts):  # each tail cluster projects to hidden_dim // 4**i
+                raise ConfigError(
+                    f"hidden_dim={self.hidden_dim} is too small for {len(cuts)} adaptive clusters; "
+                    f"use hidden_dim >= {4 ** len(cuts)} or fewer adaptive_cutoffs."
                 )
 
 
@@ -75,7 +88,8 @@ class LSTMLanguageModel(nn.Module):
             self.decoder = nn.Linear(c.hidden_dim, c.vocab_size)
         self._init_weights()
         if c.tie_weights:
-            self.decoder.weight = self.embedding.weight  # "Using the Output Embedding" (Press & Wolf)
+            # Press & Wolf, "Using the Output Embedding to Improve Language Models".
+            self.decoder.weight = self.embedding.weight
 
     def _init_weights(self) -> None:
         # Small uniform embeddings and output weights, as in PyTorch's word_language_model;
@@ -93,9 +107,13 @@ class LSTMLanguageModel(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """A zero recurrent state for `batch_size` sequences."""
-        device = device or self.embedding.weight.device
+        weight = self.embedding.weight
+        device = device or weight.device
         shape = (self.config.num_layers, batch_size, self.config.hidden_dim)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        return (
+            torch.zeros(shape, device=device, dtype=weight.dtype),
+            torch.zeros(shape, device=device, dtype=weight.dtype),
+        )
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Run the LSTM over `ids` (B, T) from `state` (zeros if None).
@@ -119,19 +137,19 @@ class LSTMLanguageModel(nn.Module):
         valid = targets >= 0
         safe = targets.clamp_min(0)
         if self.adaptive is not None:
-            flat = self.adaptive(features.reshape(-1, features.size(-1)).float(), safe.reshape(-1))
-            logp = flat.output.view_as(targets)  # (B, T)
+            flat = _at_least_float32(features.reshape(-1, features.size(-1)))  # (B*T, H)
+            logp = self.adaptive(flat, safe.reshape(-1)).output.view_as(targets)  # (B, T)
         else:
-            logits = self.decoder(features).float()  # (B, T, V)
+            logits = _at_least_float32(self.decoder(features))  # (B, T, V)
             logp = -F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")  # (B, T)
         return logp.masked_fill(~valid, 0.0)
 
     def log_distribution(self, features: torch.Tensor) -> torch.Tensor:
         """The whole next-token distribution: features (..., H) -> log-probabilities (..., V)."""
         if self.adaptive is not None:
-            flat = self.adaptive.log_prob(features.reshape(-1, features.size(-1)).float())
-            return flat.view(*features.shape[:-1], -1)
-        return F.log_softmax(self.decoder(features).float(), dim=-1)
+            flat = _at_least_float32(features.reshape(-1, features.size(-1)))  # (N, H)
+            return self.adaptive.log_prob(flat).view(*features.shape[:-1], -1)  # (..., V)
+        return F.log_softmax(_at_least_float32(self.decoder(features)), dim=-1)
 
     def num_parameters(self) -> int:
         """Number of distinct trainable parameters (a tied matrix counts once)."""

@@ -40,7 +40,9 @@ def pick_device(device: str = "auto") -> torch.device:
             "Use device='auto' or device='cpu'."
         )
     if kind not in {"cpu", "cuda", "mps"}:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+        raise ValueError(
+            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        )
     return torch.device(device)
 
 

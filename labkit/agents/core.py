@@ -51,7 +51,7 @@ class Decision:
     """What a policy chose, and why: the distribution it chose from, when it has one."""
 
     action: str  # the action sent to the environment
-    probs: dict[str, float] = field(default_factory=dict)  # action -> probability, if the policy has them
+    probs: dict[str, float] = field(default_factory=dict)  # action -> probability, if known
     note: str = ""  # e.g. "generated 'tak coin', mapped to 'take coin'" or a fallback's reason
 
 
@@ -63,4 +63,6 @@ class Policy(Protocol):
 
     def reset(self) -> None: ...
 
-    def act(self, observation: str, info: dict[str, Any], history: list[dict[str, Any]]) -> Decision: ...
+    def act(
+        self, observation: str, info: dict[str, Any], history: list[dict[str, Any]]
+    ) -> Decision: ...

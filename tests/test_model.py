@@ -1,0 +1,152 @@
+"""The LSTM model: shapes, normalised distributions, weight tying, config errors, state carrying."""
+
+import pytest
+import torch
+
+from labkit.batching import IGNORE_INDEX
+from labkit.config import ConfigError
+from labkit.model import LSTMLanguageModel, ModelConfig, detach_state, train_flops_per_token
+
+V = 11
+SOFTMAX_KINDS = {"full": (), "adaptive": (4, 8)}
+
+
+def tiny_model(cutoffs: tuple[int, ...] = (), **overrides) -> LSTMLanguageModel:
+    torch.manual_seed(0)
+    # hidden_dim 16 keeps every adaptive tail cluster at least 1 wide (16 // 4**2 = 1).
+    sizes = dict(vocab_size=V, embed_dim=6, hidden_dim=16, num_layers=2, dropout=0.0)
+    return LSTMLanguageModel(ModelConfig(**(sizes | overrides), adaptive_cutoffs=cutoffs)).eval()
+
+
+@pytest.fixture(params=list(SOFTMAX_KINDS), ids=list(SOFTMAX_KINDS))
+def model(request) -> LSTMLanguageModel:
+    return tiny_model(SOFTMAX_KINDS[request.param])
+
+
+def random_ids(b: int, t: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, V, (b, t), generator=torch.Generator().manual_seed(seed))
+
+
+def test_shapes(model):
+    ids = random_ids(3, 5)
+    features, (h, c) = model(ids)
+    assert features.shape == (3, 5, 16)
+    assert h.shape == c.shape == (2, 3, 16)
+    assert model.target_logprobs(features, ids).shape == (3, 5)
+    assert model.log_distribution(features).shape == (3, 5, V)
+    assert model.log_distribution(features[:, -1]).shape == (3, V)
+    init_h, init_c = model.init_state(3)
+    assert init_h.shape == init_c.shape == (2, 3, 16) and not init_h.any()
+
+
+def test_log_distribution_sums_to_one(model):
+    features, _ = model(random_ids(2, 4))
+    total = model.log_distribution(features).exp().sum(dim=-1)  # (B, T)
+    torch.testing.assert_close(total, torch.ones(2, 4))
+
+
+def test_target_logprobs_gather_the_distribution(model):
+    ids = random_ids(3, 6)
+    targets = random_ids(3, 6, seed=2)
+    features, _ = model(ids)
+    expected = model.log_distribution(features).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(model.target_logprobs(features, targets), expected)
+
+
+def test_ignored_targets_give_zero(model):
+    ids = random_ids(2, 5)
+    targets = random_ids(2, 5, seed=3)
+    features, _ = model(ids)
+    full = model.target_logprobs(features, targets)
+    masked_targets = targets.clone()
+    masked_targets[0, 3:] = IGNORE_INDEX
+    masked = model.target_logprobs(features, masked_targets)
+    assert (masked[0, 3:] == 0).all()
+    keep = masked_targets != IGNORE_INDEX
+    torch.testing.assert_close(masked[keep], full[keep])
+
+
+def test_weight_tying_shares_the_matrix_and_counts_it_once():
+    e = h = 8
+    untied = tiny_model(embed_dim=e, hidden_dim=h)
+    tied = tiny_model(embed_dim=e, hidden_dim=h, tie_weights=True)
+    assert tied.decoder.weight is tied.embedding.weight
+    lstm = 4 * h * (e + h) + 8 * h + 4 * h * (h + h) + 8 * h  # two layers: weights and both biases
+    assert untied.num_parameters() == V * e + lstm + h * V + V
+    assert tied.num_parameters() == untied.num_parameters() - V * h
+
+
+def test_forget_gate_bias_starts_at_one():
+    model = tiny_model()
+    h = model.config.hidden_dim
+    for layer in range(model.config.num_layers):
+        bias_ih = getattr(model.lstm, f"bias_ih_l{layer}")
+        bias_hh = getattr(model.lstm, f"bias_hh_l{layer}")
+        assert (bias_ih[h : 2 * h] == 1).all()  # gate order: input, forget, cell, output
+        assert (bias_ih[:h] == 0).all() and (bias_ih[2 * h :] == 0).all()
+        assert (bias_hh == 0).all()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(tie_weights=True, embed_dim=4, hidden_dim=8), "embed_dim == hidden_dim"),
+        (dict(tie_weights=True, embed_dim=8, adaptive_cutoffs=(4,)), "adaptive_cutoffs"),
+        (dict(adaptive_cutoffs=(8, 4)), "increase"),
+        (dict(adaptive_cutoffs=(4, 4)), "increase"),
+        (dict(adaptive_cutoffs=(0, 4)), "adaptive_cutoffs"),
+        (dict(adaptive_cutoffs=(4, V)), "adaptive_cutoffs"),
+        (dict(vocab_size=0), "vocab_size"),
+        (dict(embed_dim=-1), "embed_dim"),
+        (dict(hidden_dim=0), "hidden_dim"),
+        (dict(num_layers=0), "num_layers"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
+    ],
+)
+def test_config_errors(overrides, message):
+    sizes = dict(vocab_size=V, embed_dim=8, hidden_dim=8, num_layers=1)
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**(sizes | overrides))
+
+
+def test_state_carried_across_windows_equals_the_whole_sequence(model):
+    ids = random_ids(2, 12)
+    whole, (h_whole, c_whole) = model(ids)
+    first, state = model(ids[:, :5])
+    second, (h, c) = model(ids[:, 5:], state)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
+    torch.testing.assert_close(h, h_whole)
+    torch.testing.assert_close(c, c_whole)
+
+
+def test_detach_state_cuts_the_graph():
+    model = tiny_model().train()
+    # Tokens 1 and 2 appear only in the first window, so their embeddings can get a gradient from
+    # the second window's loss only through the carried state.
+    first = torch.tensor([[1, 2, 1, 2]])
+    second = torch.tensor([[5, 6, 7, 5]])
+
+    def embedding_grad(cut: bool) -> torch.Tensor:
+        model.zero_grad()
+        _, state = model(first)
+        if cut:
+            state = detach_state(state)
+        features, _ = model(second, state)
+        (-model.target_logprobs(features, second).sum()).backward()
+        return model.embedding.weight.grad[[1, 2]]
+
+    assert embedding_grad(cut=False).abs().sum() > 0
+    assert (embedding_grad(cut=True) == 0).all()
+    _, state = model(first)
+    detached = detach_state(state)
+    assert all(t.grad_fn is None and not t.requires_grad for t in detached)
+    assert all(torch.equal(a, b) for a, b in zip(state, detached, strict=True))
+    assert detach_state(None) is None
+
+
+def test_train_flops_per_token_by_hand():
+    config = ModelConfig(vocab_size=7, embed_dim=3, hidden_dim=5, num_layers=2)
+    # Layer 0: 4 gates x (3+5)->5 products = 2*4*5*8 = 320 forward FLOPs; x3 with backward = 960.
+    # Layer 1: 2*4*5*10 = 400 forward, 1200 in all. Output: 2*5*7 = 70 forward, 210 in all.
+    assert train_flops_per_token(config) == 960 + 1200 + 210
