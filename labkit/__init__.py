@@ -1,9 +1,17 @@
-"""labkit: language models trained by maximum likelihood, and the agents they drive."""
+"""labkit: language models trained by maximum likelihood, and the agents they drive.
+
+Notebooks import it as `import labkit as lk`. The agent harness lives in `labkit.agents` (imported
+on demand, since it loads TextWorld).
+"""
 
 from labkit.batching import IGNORE_INDEX, batchify, num_windows, window
+from labkit.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from labkit.corpus import Corpus, TokenSplits, encode_corpus, load_corpus, shakespeare_text
+from labkit.generate import SampleConfig, filter_distribution, generate
 from labkit.likelihood import (
     Score,
     evaluate,
+    mean_nll,
     score_continuations,
     sequence_loglik,
     surprisal,
@@ -12,5 +20,7 @@ from labkit.likelihood import (
 )
 from labkit.model import LSTMLanguageModel, ModelConfig, train_flops_per_token
 from labkit.runtime import pick_device, seed_everything, setup
+from labkit.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+from labkit.train import NonFiniteLossError, TrainConfig, build_model, prepare, train
 
 __version__ = "0.1.0"

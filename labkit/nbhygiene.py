@@ -4,6 +4,8 @@
     python -m labkit.nbhygiene --fix notebooks/*.ipynb    # strip them in place
 
 Only cells marked `# NBVAL_CHECK_OUTPUT` keep their (small) outputs: those are what nbval compares.
+nbval skips ("Unrun reference cell has outputs") a cell whose execution count is null, so each checked
+cell with outputs keeps the fixed count CHECKED_COUNT; every other cell has none.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 MAX_CHECKED_OUTPUT = 4000  # bytes of stored output per checked cell
+CHECKED_COUNT = 1  # the execution count of checked cells: nbval needs one, git wants no churn
 KEEP_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 KEEP_CELL_METADATA = {"tags"}
 
@@ -56,10 +59,13 @@ def problems(nb: dict) -> list[str]:
             found.append(f"cell {i} metadata keeps {sorted(extra)}")
         if c["cell_type"] != "code":
             continue
-        if c.get("execution_count") is not None:
-            found.append(f"cell {i} has an execution count")
         size = len(json.dumps(c.get("outputs", [])))
         checked = CHECK_MARK in _source(c)
+        wanted = CHECKED_COUNT if checked and c.get("outputs") else None
+        if c.get("execution_count") != wanted:
+            found.append(
+                f"cell {i} has execution count {c.get('execution_count')}, expected {wanted}"
+            )
         if c.get("outputs") and not checked:
             found.append(f"cell {i} stores outputs but is not marked {CHECK_MARK}")
         elif size > MAX_CHECKED_OUTPUT:
@@ -79,7 +85,6 @@ def clean(nb: dict) -> dict:
         c["metadata"] = {k: v for k, v in c.get("metadata", {}).items() if k in KEEP_CELL_METADATA}
         if c["cell_type"] != "code":
             continue
-        c["execution_count"] = None
         if CHECK_MARK in _source(c):
             for out in c.get("outputs", []):
                 if "execution_count" in out:
@@ -87,6 +92,7 @@ def clean(nb: dict) -> dict:
                 out.get("metadata", {}).clear()
         else:
             c["outputs"] = []
+        c["execution_count"] = CHECKED_COUNT if c["outputs"] else None
     return nb
 
 

@@ -1,0 +1,162 @@
+"""Quality at a fixed wall-clock budget: the validation loss ours and the textbook loop reach.
+
+    python -m bench.quality_budget                          # word and char level, 3 minutes each
+    python -m bench.quality_budget --kinds word --minutes 5 --hidden 200
+    python -m bench.quality_budget --kinds word -- --lr 3e-3 --batch_size 128   # ours' overrides
+
+Ours trains first, with max_minutes set to the budget and its cosine schedule spread over the steps
+a short probe says fit in it; the baseline (bench.baseline, the textbook loop) then trains for
+exactly the wall time ours took, start to end of train() with its periodic evaluations and
+checkpoints included. Both start from the same weights (same model, same seed) and are scored by
+the same call, labkit.likelihood.evaluate over the whole validation split, outside the budget.
+Arguments after `--` are TrainConfig overrides for ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.baseline import train_textbook
+from bench.common import header, load_data, ours_config, print_table, ratio, run_fresh, save_data
+from labkit.config import parse_overrides
+from labkit.likelihood import evaluate
+from labkit.runtime import pick_device, set_cpu_threads
+from labkit.train import build_model, train
+
+EVAL_BATCH = 64  # streams when scoring the validation split (the same for both loops)
+EVAL_BPTT = 35  # tokens per window when scoring
+PROBE_STEPS = 5  # steps timed (after as many untimed ones) to size ours' schedule to the budget
+EVALS_PER_RUN = 20  # ours evaluates this often, so it overruns the budget by at most 1/20th
+
+
+def _probe_step_seconds(config_args: dict[str, Any], vocab_size: int, data: Any) -> float:
+    """Seconds per optimizer step of ours, from a throwaway model trained 2 * PROBE_STEPS steps."""
+    config = ours_config(
+        **config_args, name="probe", max_steps=2 * PROBE_STEPS, eval_every=PROBE_STEPS,
+        eval_windows=1, checkpoint_every=2 * PROBE_STEPS,
+    )  # fmt: skip
+    rows = train(build_model(config, vocab_size), data, config)
+    return (rows[-1]["elapsed_s"] - rows[0]["elapsed_s"]) / PROBE_STEPS
+
+
+def run(
+    loop: str,
+    kind: str,
+    data_path: str,
+    hidden: int,
+    seconds: float,
+    device: str,
+    run_dir: str,
+    overrides: dict[str, Any],
+) -> dict[str, Any]:
+    """Train with `loop` ("baseline" or "ours") for about `seconds`, then score validation.
+
+    Returns:
+        steps, tokens, wall_s (the training's wall time), val_loss, val_ppl, val_bpc, device.
+    """
+    data, vocab_size = load_data(data_path)
+    args = {"kind": kind, "hidden": hidden, "run_dir": run_dir, "device": device, **overrides}
+    if loop == "baseline":
+        config = ours_config(**{**args, "adaptive_cutoffs": ()})
+        set_cpu_threads(config.threads)
+        model = build_model(config, vocab_size).to(pick_device(device))
+        start = time.perf_counter()
+        result = train_textbook(model, data.train, data.valid, max_seconds=seconds)
+        wall = time.perf_counter() - start
+        steps, tokens = result["steps"], result["tokens"]
+    else:
+        max_steps = max(int(seconds / _probe_step_seconds(args, vocab_size, data)), 1)
+        config = ours_config(
+            **args, max_steps=max_steps, max_minutes=seconds / 60,
+            eval_every=max(max_steps // EVALS_PER_RUN, 1), eval_windows=10,
+            checkpoint_every=max_steps,
+        )  # fmt: skip
+        model = build_model(config, vocab_size)
+        start = time.perf_counter()
+        rows = train(model, data, config)
+        wall = time.perf_counter() - start
+        steps, tokens = rows[-1]["step"], rows[-1]["tokens"]
+    score = evaluate(model, data.valid, EVAL_BATCH, EVAL_BPTT, chars=data.chars["valid"])
+    return {
+        "steps": steps,
+        "tokens": tokens,
+        "wall_s": wall,
+        "val_loss": score.mean_nll,
+        "val_ppl": score.perplexity,
+        "val_bpc": score.bits_per_char,
+        "device": str(pick_device(device)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    own, extra = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (
+        args, [])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.quality_budget", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--kinds", default="word,char", help="tokenizer kinds, comma-separated")
+    parser.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget per run")
+    parser.add_argument("--hidden", type=int, default=200, help="hidden size (2 layers)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
+    opts = parser.parse_args(own)
+    overrides: dict[str, Any] = dict(parse_overrides(extra))
+    if opts.threads:
+        overrides.setdefault("threads", opts.threads)
+    device = str(pick_device(opts.device))
+    header(f"quality in {opts.minutes:g} minutes: ours against the textbook loop", device)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in opts.kinds.split(","):
+            data_path = str(save_data(kind, Path(tmp)))
+            common = {"kind": kind, "data_path": data_path, "hidden": opts.hidden,
+                      "device": device, "run_dir": tmp}  # fmt: skip
+            ours = run_fresh(
+                "bench.quality_budget:run", loop="ours", seconds=60 * opts.minutes,
+                overrides=overrides, **common,
+            )  # fmt: skip
+            base_overrides = {"threads": overrides["threads"]} if "threads" in overrides else {}
+            base = run_fresh(
+                "bench.quality_budget:run", loop="baseline", seconds=ours["wall_s"],
+                overrides=base_overrides, **common,
+            )  # fmt: skip
+            for name, r in (("baseline: textbook loop", base), ("ours", ours)):
+                rows.append({
+                    "kind": kind, "run": name, **r,
+                    "tokens_per_s": r["tokens"] / r["wall_s"],
+                    "ppl_ratio": ratio(r["val_ppl"], base["val_ppl"]),
+                    "tokens_ratio": ratio(r["tokens"], base["tokens"]),
+                })  # fmt: skip
+            print(f"  {kind}: ours ppl {ours['val_ppl']:.1f}, baseline {base['val_ppl']:.1f}")
+    print()
+    print_table(
+        rows,
+        [
+            ("kind", "kind", ""),
+            ("run", "run", ""),
+            ("steps", "steps", ","),
+            ("tokens", "tokens", ","),
+            ("wall_s", "wall s", ".0f"),
+            ("tokens_per_s", "tokens/s", ",.0f"),
+            ("tokens_ratio", "x tokens", ".2f"),
+            ("val_loss", "val loss", ".3f"),
+            ("val_ppl", "val ppl", ",.1f"),
+            ("ppl_ratio", "ppl / base", ".3f"),
+            ("val_bpc", "val bpc", ".3f"),
+        ],
+    )
+    print(
+        f"\nval: the whole validation split, {EVAL_BATCH} streams of {EVAL_BPTT}-token windows; "
+        "ppl / base < 1: ours reached the lower perplexity in the same wall time."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""Policies driven by a language model: score every admissible action, or write one.
+
+    P(action | prompt) = prod_t P(w_t | w_<t, prompt)        (the action text, then END_OF_ACTION)
+
+`format_prompt` is the one place where an agent's situation becomes text: behaviour cloning writes
+its training transcripts with it and the policies act on it, so training and acting read the same
+text. `LMPolicy` scores all admissible actions from one encoding of the prompt and chooses from the
+softmax over those scores; `GenerativePolicy` lets the model write the action and maps what it wrote
+onto the admissible set by a stated rule, saying so in `Decision.note`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from labkit.agents.core import Decision
+from labkit.generate import generate
+from labkit.likelihood import score_continuations
+from labkit.model import LSTMLanguageModel
+
+if TYPE_CHECKING:
+    from labkit.tokenizer import Tokenizer
+
+ACTION_MARK = "> "  # what precedes every action in a prompt or transcript
+END_OF_ACTION = (
+    "\n"  # scored after each action, so that "go" cannot win by being a prefix of "go east"
+)
+MIN_ADMISSIBLE_MASS = 1e-3  # below this total P(admissible actions), a decision carries a note
+
+
+def _squeeze(text: str) -> str:
+    """Trim each line and collapse runs of blank lines: game text is padded with layout whitespace."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{2,}", "\n", "\n".join(lines))
+
+
+def format_prompt(
+    goal: str, history: list[dict[str, Any]], observation: str, history_steps: int | None = None
+) -> str:
+    """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
+
+        Goal: <goal>
+        <observation t-k>
+        > <action t-k>
+        ...
+        <observation t>
+        >
+
+    The prompt ends with ACTION_MARK, exactly where the action's text begins, so an action is scored
+    (or written) as the prompt's continuation.
+
+    Args:
+        goal: what the agent is asked to do (info["goal"]).
+        history: the episode so far, one dict per step with "observation" (the text the action
+            answered) and "action".
+        observation: the current observation.
+        history_steps: how many past (observation, action) pairs to show: 0 none, None all
+            (then the prompt is the whole episode so far, and every prompt of an episode is a
+            prefix of the next one).
+    Returns:
+        The prompt.
+    Raises:
+        ValueError: the goal and the observation are both empty (there is nothing to act on).
+    """
+    if not goal.strip() and not observation.strip():
+        raise ValueError(
+            "the prompt would be empty: both the goal and the observation are blank; pass the "
+            "environment's observation and info['goal'] (from reset or step)."
+        )
+    parts = [f"Goal: {_squeeze(goal)}"]
+    past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
+    for step in past:
+        parts.append(_squeeze(step["observation"]))
+        parts.append(ACTION_MARK + step["action"])
+    parts.append(_squeeze(observation))
+    return "\n".join(parts) + "\n" + ACTION_MARK
+
+
+def format_example(
+    goal: str,
+    history: list[dict[str, Any]],
+    observation: str,
+    action: str,
+    history_steps: int | None = None,
+) -> str:
+    """One training example: the prompt `format_prompt` builds, followed by the action taken."""
+    return format_prompt(goal, history, observation, history_steps) + action + END_OF_ACTION
+
+
+def _check_history_steps(history_steps: int | None) -> None:
+    if history_steps is not None and history_steps < 0:
+        raise ValueError(
+            f"history_steps must be >= 0 (or None for the whole episode), got {history_steps}"
+        )
+
+
+class Scorer(Protocol):
+    """A language model seen from a policy: it scores continuations of a prompt, or writes one."""
+
+    def score(self, prompt: str, continuations: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log P(continuation + END_OF_ACTION | prompt) (N,) and token counts (N,)."""
+        ...
+
+    def write(
+        self, prompt: str, max_new_tokens: int, greedy: bool, temperature: float, seed: int
+    ) -> str:
+        """The model's continuation of the prompt up to END_OF_ACTION (not included)."""
+        ...
+
+
+def check_prompt(prompt: str) -> None:
+    """Raise ValueError for a blank prompt (shared by every Scorer)."""
+    if not prompt.strip():
+        raise ValueError(
+            "the prompt is empty; an action's likelihood needs something to condition on. "
+            "Build the prompt with format_prompt(goal, history, observation)."
+        )
+
+
+class LSTMScorer:
+    """Scores actions with an LSTMLanguageModel: the prompt is encoded once, all actions batched."""
+
+    def __init__(self, model: LSTMLanguageModel, tokenizer: Tokenizer) -> None:
+        """Raises:
+        ValueError: the tokenizer's vocabulary size differs from the model's.
+        """
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise ValueError(
+                f"the tokenizer has {tokenizer.vocab_size} tokens but the model was built for "
+                f"{model.config.vocab_size}; use the tokenizer the model was trained with."
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def score(self, prompt: str, continuations: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """log P(continuation + END_OF_ACTION | bos + prompt) for every continuation.
+
+        Returns:
+            (N,) summed log-probabilities and (N,) token counts, on the CPU.
+        Raises:
+            ValueError: an empty prompt.
+        """
+        check_prompt(prompt)
+        context = self.tokenizer.encode(prompt, bos=True)
+        candidates = [self.tokenizer.encode(c + END_OF_ACTION) for c in continuations]
+        lengths = torch.tensor([len(c) for c in candidates], dtype=torch.float32)  # (N,)
+        return score_continuations(self.model, context, candidates), lengths
+
+    def write(
+        self,
+        prompt: str,
+        max_new_tokens: int = 40,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> str:
+        """The model's continuation of bos + prompt, up to END_OF_ACTION or eos (not included).
+
+        Raises:
+            ValueError: an empty prompt.
+        """
+        check_prompt(prompt)
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompt,
+            max_new_tokens=max_new_tokens,
+            greedy=greedy,
+            temperature=temperature,
+            seed=seed,
+            stop=END_OF_ACTION,
+        )
+
+
+class LMPolicy:
+    """Chooses among the admissible actions by their likelihood under a language model.
+
+    P(a | prompt) is computed for every admissible action a; the policy's distribution is the
+    softmax of those log-likelihoods (divided by the token count when `length_norm` is on, then by
+    the temperature). `greedy` takes the most likely action, otherwise one is sampled.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        history_steps: int | None = None,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        length_norm: bool = False,
+        seed: int = 0,
+        name: str = "lm",
+    ) -> None:
+        """Raises:
+        ValueError: temperature <= 0 or history_steps < 0.
+        """
+        if temperature <= 0:
+            raise ValueError(
+                f"temperature must be above 0, got {temperature}; use greedy=True to always "
+                "take the most likely action."
+            )
+        _check_history_steps(history_steps)
+        self.scorer = scorer
+        self.history_steps = history_steps
+        self.greedy = greedy
+        self.temperature = temperature
+        self.length_norm = length_norm
+        self.seed = seed
+        self.name = name
+        self.last_prompt = ""  # the text the last decision was made on, for display
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> None:
+        """Restart the sampling stream, so that an episode's choices depend only on its seed."""
+        self._generator.manual_seed(self.seed)
+
+    def distribution(self, prompt: str, actions: list[str]) -> tuple[torch.Tensor, str]:
+        """The policy's probabilities over `actions` given `prompt`, and a note on any fallback.
+
+        Returns:
+            (N,) probabilities summing to 1, and "" or a sentence saying why the scores were not
+            used as they are: the model gives every action zero probability (log-likelihood -inf
+            or NaN; then the choice is uniform), or it puts almost all its mass on text outside
+            the admissible set (then the admissible actions are still ranked by their scores).
+        Raises:
+            ValueError: an empty prompt or no actions.
+        """
+        if not actions:
+            raise ValueError(
+                "there are no admissible actions to choose from; the episode is over, "
+                "call env.reset() before acting again."
+            )
+        logp, lengths = self.scorer.score(prompt, actions)  # (N,), (N,)
+        logp = logp.double().nan_to_num(nan=-torch.inf, neginf=-torch.inf)  # (N,)
+        if torch.isinf(logp).all():
+            uniform = torch.full((len(actions),), 1.0 / len(actions), dtype=torch.float64)
+            return uniform, (
+                "the model gives every admissible action zero probability (or NaN); "
+                "fell back to a uniform choice among them"
+            )
+        note = ""
+        mass = float(logp.logsumexp(dim=0).exp())
+        if mass < MIN_ADMISSIBLE_MASS:
+            note = (
+                f"the model puts only {mass:.2g} of its probability on the admissible actions "
+                "(the rest on other text); chose among the admissible ones by their scores"
+            )
+        if self.length_norm:
+            logp = logp / lengths.clamp_min(1)
+        return torch.softmax(logp / self.temperature, dim=0), note
+
+    def act(
+        self, observation: str, info: dict[str, Any], history: list[dict[str, Any]]
+    ) -> Decision:
+        """Score every admissible action and choose one.
+
+        Returns:
+            A Decision with the action, the probabilities of all admissible actions, and the note
+            from `distribution` when the model's scores needed a fallback.
+        Raises:
+            ValueError: no admissible actions, or an empty prompt.
+        """
+        actions = list(info["admissible_actions"])
+        self.last_prompt = format_prompt(info["goal"], history, observation, self.history_steps)
+        probs, note = self.distribution(self.last_prompt, actions)  # (N,)
+        if self.greedy:
+            index = int(probs.argmax())
+        else:
+            index = int(torch.multinomial(probs, 1, generator=self._generator))
+        return Decision(
+            action=actions[index],
+            probs={a: float(p) for a, p in zip(actions, probs, strict=True)},
+            note=note,
+        )
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def map_to_admissible(text: str, admissible: list[str]) -> tuple[str, str]:
+    """Map free text onto the admissible action it means.
+
+    The rule: the admissible action equal to `text` up to case and spacing; otherwise the one with
+    the highest string similarity (difflib's ratio on the normalised strings; the first listed wins
+    a tie). Only the first rule is silent.
+
+    Returns:
+        The admissible action, and "" for an exact match or a note saying what was mapped and why.
+    Raises:
+        ValueError: `admissible` is empty.
+    """
+    if not admissible:
+        raise ValueError(
+            "there are no admissible actions to map onto; the episode is over, call env.reset()."
+        )
+    wanted = _normal(text)
+    for action in admissible:
+        if _normal(action) == wanted:
+            return action, ""
+    ratios = [difflib.SequenceMatcher(None, wanted, _normal(a)).ratio() for a in admissible]
+    best = max(range(len(admissible)), key=lambda i: (ratios[i], -i))
+    what = f"generated {text!r}" if text.strip() else "generated no text"
+    return admissible[best], (
+        f"{what}, which is not an admissible action; mapped to {admissible[best]!r}, the most "
+        f"similar admissible action (string similarity {ratios[best]:.2f})"
+    )
+
+
+class GenerativePolicy:
+    """The model writes the action; text outside the admissible set is mapped by `map_to_admissible`.
+
+    Every mapping is recorded in `Decision.note` (with what the model wrote), so a trajectory shows
+    how often the model's own words were not a valid action.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        history_steps: int | None = None,
+        max_new_tokens: int = 40,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        seed: int = 0,
+        name: str = "generative",
+    ) -> None:
+        """Raises:
+        ValueError: temperature <= 0, history_steps < 0 or max_new_tokens < 1.
+        """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be above 0, got {temperature}; or use greedy=True")
+        _check_history_steps(history_steps)
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.scorer = scorer
+        self.history_steps = history_steps
+        self.max_new_tokens = max_new_tokens
+        self.greedy = greedy
+        self.temperature = temperature
+        self.seed = seed
+        self.name = name
+        self.last_prompt = ""
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> None:
+        """Restart the sampling stream, so that an episode's choices depend only on its seed."""
+        self._generator.manual_seed(self.seed)
+
+    def act(
+        self, observation: str, info: dict[str, Any], history: list[dict[str, Any]]
+    ) -> Decision:
+        """Write an action and map it onto the admissible set.
+
+        Returns:
+            A Decision whose action is admissible; its note says what the model wrote whenever
+            that was not itself an admissible action.
+        Raises:
+            ValueError: no admissible actions, or an empty prompt.
+        """
+        self.last_prompt = format_prompt(info["goal"], history, observation, self.history_steps)
+        seed = int(torch.randint(2**62, (), generator=self._generator))
+        text = self.scorer.write(
+            self.last_prompt, self.max_new_tokens, self.greedy, self.temperature, seed
+        )
+        action, note = map_to_admissible(text.strip(), list(info["admissible_actions"]))
+        return Decision(action=action, note=note)

@@ -1,0 +1,333 @@
+"""Interactive agent demos with ipywidgets: step an agent, watch its distribution, override it.
+
+    demo = AgentDemo({"coin_collector": make_coin_env}, {"lstm": agent, "random": RandomPolicy()})
+    display(demo.layout)
+
+    chat = ServiceChat(agent)          # a customer-service desk: type a request, watch the agent
+    display(chat.layout)
+
+All logic lives in these classes, not in notebook cells, so tests drive them as a person would:
+set a widget's `.value`, call a Button's `.click()`, and read `chart.data` (a plotly FigureWidget).
+Each episode is recorded as a harness `Trajectory` with the harness's step dicts, so what a person
+did in a demo can be saved and replayed like any other run.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from labkit.agents.core import Decision, Env, InvalidActionError, Policy
+from labkit.agents.harness import Trajectory, run_episode
+from labkit.agents.tooluse import CustomerServiceEnv
+from labkit.plots import action_distribution, show_action_distribution
+
+
+def _pre(lines: list[str]) -> str:
+    """Lines as preformatted, escaped HTML."""
+    return "<pre style='white-space: pre-wrap'>" + html.escape("\n".join(lines)) + "</pre>"
+
+
+class AgentDemo:
+    """Choose an environment and a policy, then Step, Run or Reset; override any decision.
+
+    Before each step the policy's decision for the current state is computed and shown: its
+    distribution as a bar chart (the chosen action in red) and the chosen action pre-selected in
+    the override Dropdown. Step sends the policy's action; "Send override" sends the Dropdown's
+    action instead, and the step's note records what the agent would have done.
+    """
+
+    def __init__(
+        self,
+        envs: dict[str, Callable[[], Env]],
+        policies: dict[str, Policy],
+        seed: int = 0,
+        max_steps: int = 50,
+    ) -> None:
+        """Args:
+            envs: name -> a zero-argument factory making that environment.
+            policies: name -> policy.
+            seed: the first episode's seed; Reset moves to the next one.
+            max_steps: Run stops after this many steps of an episode.
+        Raises:
+            ValueError: no environments or no policies.
+        """
+        if not envs or not policies:
+            raise ValueError("AgentDemo needs at least one environment and one policy.")
+        self.envs, self.policies = envs, policies
+        self.seed, self.max_steps = seed, max_steps
+        self.env_name = widgets.Dropdown(options=list(envs), description="environment")
+        self.policy_name = widgets.Dropdown(options=list(policies), description="policy")
+        self.step_button = widgets.Button(description="Step")
+        self.run_button = widgets.Button(description="Run")
+        self.reset_button = widgets.Button(description="Reset (next game)")
+        self.override = widgets.Dropdown(options=[], description="override")
+        self.override_button = widgets.Button(description="Send override")
+        self.status = widgets.HTML()
+        self.transcript = widgets.HTML()
+        self.chart = action_distribution(widget=True)
+        self.layout = widgets.VBox(
+            [
+                widgets.HBox([self.env_name, self.policy_name]),
+                widgets.HBox([self.step_button, self.run_button, self.reset_button]),
+                widgets.HBox([self.override, self.override_button]),
+                self.status,
+                self.chart,
+                self.transcript,
+            ]
+        )
+        self.env: Env | None = None
+        self.trajectories: list[Trajectory] = []  # every episode played, the current one last
+        self.pending: Decision | None = None  # the policy's decision for the current state
+        self.env_name.observe(lambda _: self.load(), names="value")
+        self.policy_name.observe(lambda _: self._decide(), names="value")
+        self.step_button.on_click(lambda _: self.step())
+        self.run_button.on_click(lambda _: self.run())
+        self.reset_button.on_click(lambda _: self.reset(self.seed + 1))
+        self.override_button.on_click(lambda _: self.step(self.override.value))
+        self.load()
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The episode being played."""
+        return self.trajectories[-1]
+
+    @property
+    def done(self) -> bool:
+        return bool(self.trajectory.outcome)
+
+    def load(self) -> None:
+        """Build the chosen environment and start an episode with the current seed."""
+        if self.env is not None:
+            self.env.close()
+        self.env = self.envs[self.env_name.value]()
+        self.reset(self.seed)
+
+    def reset(self, seed: int) -> None:
+        """Start episode `seed` of the current environment."""
+        self.seed = seed
+        self.observation, self.info = self.env.reset(seed)
+        self.trajectories.append(
+            Trajectory(
+                env=self.env.name,
+                seed=seed,
+                policy=self.policy_name.value,
+                goal=str(self.info["goal"]),
+                max_steps=self.max_steps,
+                loop_k=0,
+                score=self.info["score"],
+                max_score=self.info["max_score"],
+                final_observation=self.observation,
+            )
+        )
+        self._decide()
+
+    def _decide(self) -> None:
+        """Ask the policy about the current state and show its answer (nothing once done)."""
+        self.pending = None
+        if not self.done:
+            policy = self.policies[self.policy_name.value]
+            self.pending = policy.act(self.observation, self.info, self.trajectory.steps)
+        self._refresh()
+
+    def step(self, action: str | None = None) -> None:
+        """Send the policy's action, or `action` instead (an override).
+
+        Raises:
+            InvalidActionError: `action` is not admissible now (nothing is sent).
+            RuntimeError: the episode is over (press Reset).
+        """
+        if self.done or self.pending is None:
+            raise RuntimeError("the episode is over: press Reset to start the next game.")
+        admissible = list(self.info["admissible_actions"])
+        note = self.pending.note
+        if action is None:
+            action = self.pending.action
+        elif action not in admissible:
+            raise InvalidActionError(
+                f"{action!r} is not admissible now; choose one of: {', '.join(admissible)}."
+            )
+        elif action != self.pending.action:
+            note = f"overridden by the user: the agent chose {self.pending.action!r}"
+        t = self.trajectory
+        record = {
+            "step": t.num_steps + 1,
+            "observation": self.observation,
+            "action": action,
+            "reward": 0.0,
+            "score": t.score,
+            "probs": dict(self.pending.probs),
+            "note": note,
+            "admissible": admissible,
+            "expert": self.info.get("expert_action"),
+            "valid": True,
+            "done": False,
+        }
+        self.observation, reward, terminated, truncated, self.info = self.env.step(action)
+        record.update(reward=float(reward), score=self.info["score"], done=terminated or truncated)
+        t.steps.append(record)
+        t.total_reward += float(reward)
+        t.score, t.max_score, t.final_observation = (
+            self.info["score"],
+            self.info["max_score"],
+            self.observation,
+        )
+        if terminated:
+            t.outcome = "won" if self.info["won"] else "lost"
+            t.reason = self.info.get("verdict") or f"the environment ended the episode: {t.outcome}"
+        elif truncated or t.num_steps >= self.max_steps:
+            t.outcome, t.reason = "truncated", "the step limit"
+        self._decide()
+
+    def run(self) -> None:
+        """Step with the policy's actions until the episode ends."""
+        while not self.done:
+            self.step()
+
+    def _refresh(self) -> None:
+        t = self.trajectory
+        probs = self.pending.probs if self.pending else {}
+        chosen = self.pending.action if self.pending else None
+        show_action_distribution(self.chart, probs, chosen)
+        self.override.options = [] if self.done else list(self.info["admissible_actions"])
+        self.override.value = chosen
+        for button in (self.step_button, self.run_button, self.override_button):
+            button.disabled = self.done
+        state = f"{t.outcome}: {t.reason}" if self.done else f"the agent would play {chosen!r}"
+        note = f" ({self.pending.note})" if self.pending and self.pending.note else ""
+        self.status.value = (
+            f"<b>{html.escape(t.env)}</b> game {t.seed}, step {t.num_steps}, score "
+            f"{t.score:g}/{t.max_score:g}. {html.escape(state + note)}"
+        )
+        lines = [f"Goal: {t.goal}", ""]
+        for s in t.steps:
+            lines += [
+                s["observation"],
+                f"> {s['action']}" + (f"   [{s['note']}]" if s["note"] else ""),
+            ]
+        lines.append(self.observation)
+        self.transcript.value = _pre(lines)
+
+
+_QUOTED = re.compile(r'"(.*)"', re.S)  # the customer's words inside the desk's observation
+
+
+class _TypedRequest:
+    """A CustomerServiceEnv whose generated request is replaced, in the text the agent reads, by a
+    person's words. The tool calls run on the real database; the desk's verdict still judges its
+    own generated request, which `ServiceChat` says when the words differ."""
+
+    def __init__(self, env: CustomerServiceEnv, request: str) -> None:
+        self.env, self.request, self.name = env, request, env.name
+        self.generated = ""
+
+    def _swap(self, text: str) -> str:
+        return text.replace(self.generated, self.request) if self.generated else text
+
+    def reset(self, seed: int | None = None) -> tuple[str, dict[str, Any]]:
+        observation, info = self.env.reset(seed)
+        found = _QUOTED.search(observation)
+        self.generated = found.group(1) if found else ""
+        return self._swap(observation), dict(info, goal=self._swap(info["goal"]))
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return observation, reward, terminated, truncated, dict(info, goal=self._swap(info["goal"]))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ServiceChat:
+    """A customer-service desk: a person types a request, the agent resolves it with tool calls.
+
+    The shop's database comes from the episode seed; the customer's orders are listed so that the
+    person can write about one of them, and the desk's own request is suggested in the text box.
+    Sending runs a whole episode (harness `run_episode`) and shows every tool call and its output.
+    """
+
+    def __init__(self, policy: Policy, seed: int = 0, max_steps: int = 10) -> None:
+        self.policy, self.seed, self.max_steps = policy, seed, max_steps
+        self.request = widgets.Text(description="you write", layout={"width": "90%"})
+        self.send_button = widgets.Button(description="Send")
+        self.new_button = widgets.Button(description="New customer")
+        self.orders = widgets.HTML()
+        self.conversation = widgets.HTML()
+        self.chart = action_distribution(widget=True, title="The agent's last decision")
+        self.layout = widgets.VBox(
+            [
+                self.orders,
+                widgets.HBox([self.request, self.send_button, self.new_button]),
+                self.conversation,
+                self.chart,
+            ]
+        )
+        self.trajectories: list[Trajectory] = []  # every conversation, the latest last
+        self.send_button.on_click(lambda _: self.send())
+        self.new_button.on_click(lambda _: self.new_customer(self.seed + 1))
+        self.new_customer(seed)
+
+    def new_customer(self, seed: int) -> None:
+        """Open the shop of episode `seed`: list the customer's orders, suggest their request."""
+        self.seed = seed
+        env = CustomerServiceEnv(self.max_steps)
+        observation, _ = env.reset(seed)
+        rows = env.db.execute(
+            "SELECT id, item, price, status FROM orders WHERE customer_id = ? ORDER BY id",
+            (env.customer,),
+        ).fetchall()
+        name = observation.split(" (customer")[0]
+        lines = [f"You are {name} (customer {env.customer}). Your orders:"]
+        lines += [f"  {i}  {item:<15} ${price:>7.2f}  {status}" for i, item, price, status in rows]
+        self.orders.value = _pre(lines)
+        found = _QUOTED.search(observation)
+        self.request.value = found.group(1) if found else ""
+        self.conversation.value = ""
+        show_action_distribution(self.chart, {})
+        env.close()
+
+    def send(self) -> Trajectory:
+        """Run one episode on the typed request and show it.
+
+        Returns:
+            The episode's trajectory (also appended to `trajectories`).
+        Raises:
+            ValueError: the request is blank (nothing is run).
+        """
+        words = self.request.value.strip()
+        if not words:
+            self.conversation.value = _pre(["Type a request first, e.g. 'Where is my order 1042?'"])
+            raise ValueError("the request is empty: type what the customer wants, then Send.")
+        lines = [f"Customer: {words}"]
+        last: dict[str, Any] = {}
+
+        def show(record: dict[str, Any]) -> None:
+            last.update(record)
+            note = f"   [{record['note']}]" if record["note"] else ""
+            lines.append(f"Agent:    {record['action']}{note}")
+            self.conversation.value = _pre(lines)
+
+        env = _TypedRequest(CustomerServiceEnv(self.max_steps), words)
+        trajectory = run_episode(self.policy, env, self.seed, self.max_steps, on_step=show)
+        env.close()
+        # Each step's tool output is the next step's observation; the last one is final_observation.
+        outputs = [s["observation"] for s in trajectory.steps[1:]] + [trajectory.final_observation]
+        lines[1:] = [
+            line
+            for agent, output in zip(lines[1:], outputs, strict=True)
+            for line in (agent, f"Tool:     {output}")
+        ]
+        lines.append(f"[{trajectory.outcome}] {trajectory.reason}")
+        if env.generated and words != env.generated:
+            lines.append(
+                "(the desk judges the request it generated, not typed words: read the verdict as "
+                "what its rules expected for that request)"
+            )
+        self.conversation.value = _pre(lines)
+        show_action_distribution(self.chart, last.get("probs", {}), last.get("action"))
+        self.trajectories.append(trajectory)
+        return trajectory

@@ -1,0 +1,203 @@
+"""Policies driven by a language model: prompt format, scoring, choice, fallbacks and bad input."""
+
+import math
+
+import pytest
+import torch
+
+from labkit.agents.policies import (
+    ACTION_MARK,
+    END_OF_ACTION,
+    GenerativePolicy,
+    LMPolicy,
+    LSTMScorer,
+    format_example,
+    format_prompt,
+    map_to_admissible,
+)
+from labkit.likelihood import score_continuations, sequence_loglik
+from labkit.model import LSTMLanguageModel, ModelConfig
+from labkit.tokenizer import train_tokenizer
+
+ACTIONS = ["go north", "go south", "take coin", "look", "go"]
+INFO = {"goal": "take the coin", "admissible_actions": ACTIONS}
+HISTORY = [
+    {"observation": "-= Hall =-\nAn exit to the north.", "action": "go north"},
+    {"observation": "-= Attic =-\n\n\n   An exit to the south.  ", "action": "look"},
+]
+OBS = "-= Attic =-\nThere is a coin on the floor."
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    text = format_example(INFO["goal"], HISTORY, OBS, " ".join(ACTIONS)) + "xyz"
+    return train_tokenizer("char", text)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embed_dim=16, hidden_dim=32, num_layers=1)
+    return LSTMLanguageModel(cfg).eval()
+
+
+class FixedScorer:
+    """A stand-in language model whose scores and written text are set by the test."""
+
+    def __init__(self, scores, text=""):
+        self.scores = torch.tensor(scores, dtype=torch.float32)
+        self.text = text
+        self.prompts = []
+
+    def score(self, prompt, continuations):
+        self.prompts.append(prompt)
+        lengths = torch.tensor([len(c) + 1 for c in continuations], dtype=torch.float32)
+        return self.scores[: len(continuations)], lengths
+
+    def write(self, prompt, max_new_tokens, greedy, temperature, seed):
+        self.prompts.append(prompt)
+        return self.text
+
+
+def test_prompt_shows_goal_recent_history_and_ends_where_the_action_begins():
+    prompt = format_prompt("take the coin", HISTORY, OBS, history_steps=1)
+    assert prompt.startswith("Goal: take the coin\n")
+    assert prompt.endswith(f"There is a coin on the floor.\n{ACTION_MARK}")
+    assert "go north" not in prompt  # only the last pair is shown
+    assert "-= Attic =-\nAn exit to the south.\n> look\n" in prompt  # layout whitespace squeezed
+    assert "Hall" in format_prompt("g", HISTORY, OBS, history_steps=2)
+    assert "Attic" not in format_prompt("g", HISTORY, "here", history_steps=0)
+    assert format_prompt("g", HISTORY, OBS, history_steps=5) == format_prompt("g", HISTORY, OBS)
+    example = format_example("take the coin", HISTORY, OBS, "take coin", history_steps=1)
+    assert example == prompt + "take coin" + END_OF_ACTION
+
+
+def test_with_the_whole_history_each_prompt_extends_the_previous_example():
+    for i in range(len(HISTORY)):
+        step = HISTORY[i]
+        example = format_example("g", HISTORY[:i], step["observation"], step["action"])
+        later = format_prompt("g", HISTORY[: i + 1], OBS)
+        assert later.startswith(example) and later != example
+
+
+def test_empty_prompt_is_a_clear_error(model, tokenizer):
+    with pytest.raises(ValueError, match="prompt would be empty"):
+        format_prompt("  ", [], "\n")
+    with pytest.raises(ValueError, match="prompt is empty"):
+        LSTMScorer(model, tokenizer).score("", ACTIONS)
+
+
+def test_tokenizer_that_does_not_match_the_model_names_both_sizes(model):
+    other = train_tokenizer("char", "abc")
+    with pytest.raises(
+        ValueError, match=rf"{other.vocab_size} tokens .* built for {model.config.vocab_size}"
+    ):
+        LSTMScorer(model, other)
+
+
+def test_batched_scores_equal_scoring_each_action_alone(model, tokenizer):
+    prompt = format_prompt(INFO["goal"], HISTORY, OBS)
+    scores, lengths = LSTMScorer(model, tokenizer).score(prompt, ACTIONS)
+    context = tokenizer.encode(prompt, bos=True)
+    alone = [sequence_loglik(model, context, tokenizer.encode(a + END_OF_ACTION)) for a in ACTIONS]
+    assert torch.allclose(scores, torch.tensor(alone), atol=1e-5)
+    assert lengths.tolist() == [len(a) + 1 for a in ACTIONS]  # one char each, plus the newline
+
+
+def test_policy_takes_the_action_the_model_makes_most_likely(model, tokenizer):
+    policy = LMPolicy(LSTMScorer(model, tokenizer), history_steps=2)
+    decision = policy.act(OBS, INFO, HISTORY)
+    context = tokenizer.encode(format_prompt(INFO["goal"], HISTORY, OBS), bos=True)
+    logp = score_continuations(
+        model, context, [tokenizer.encode(a + END_OF_ACTION) for a in ACTIONS]
+    )
+    expected = torch.softmax(logp.double(), dim=0)
+    assert list(decision.probs) == ACTIONS
+    assert math.isclose(sum(decision.probs.values()), 1.0, rel_tol=1e-9)
+    assert torch.allclose(torch.tensor(list(decision.probs.values()), dtype=torch.double), expected)
+    assert decision.action == ACTIONS[int(logp.argmax())]
+    assert policy.last_prompt == format_prompt(INFO["goal"], HISTORY, OBS)
+
+
+def test_end_of_action_keeps_a_prefix_from_winning():
+    # "go" is a prefix of "go north": without END_OF_ACTION, P("go") >= P("go north") always.
+    scorer = FixedScorer([-1.0, -1.0])
+    LMPolicy(scorer).act(OBS, {"goal": "g", "admissible_actions": ["go", "go north"]}, [])
+    assert scorer.prompts[0].endswith(ACTION_MARK)
+
+
+def test_temperature_and_length_normalisation_reshape_the_distribution():
+    info = {"goal": "g", "admissible_actions": ["ab", "abcdefgh"]}  # lengths 3 and 9
+    scores = [-3.0, -6.0]
+    sharp = LMPolicy(FixedScorer(scores), temperature=0.5).act("o", info, []).probs
+    flat = LMPolicy(FixedScorer(scores), temperature=2.0).act("o", info, []).probs
+    assert sharp["ab"] > flat["ab"] > 0.5
+    normed = LMPolicy(FixedScorer(scores), length_norm=True).act("o", info, [])
+    assert normed.action == "abcdefgh"  # -6/9 per token beats -3/3
+    assert normed.probs["abcdefgh"] == pytest.approx(1 / (1 + math.exp(-1 + 6 / 9)))
+
+
+def test_sampling_is_seeded_and_follows_the_distribution():
+    info = {"goal": "g", "admissible_actions": ["a", "b"]}
+    scores = [math.log(0.8), math.log(0.2)]
+
+    def draws(seed):
+        policy = LMPolicy(FixedScorer(scores), greedy=False, seed=seed)
+        return [policy.act("o", info, []).action for _ in range(400)]
+
+    first = draws(1)
+    assert first == draws(1)
+    assert 0.7 < first.count("a") / 400 < 0.9
+
+
+def test_zero_probability_everywhere_falls_back_to_uniform_with_a_note():
+    info = {"goal": "g", "admissible_actions": ["a", "b", "c"]}
+    decision = LMPolicy(FixedScorer([-math.inf, math.nan, -math.inf])).act("o", info, [])
+    assert decision.action == "a"
+    assert list(decision.probs.values()) == pytest.approx([1 / 3] * 3)
+    assert "zero probability" in decision.note and "uniform" in decision.note
+
+
+def test_mass_outside_the_admissible_set_is_noted_but_the_ranking_kept():
+    info = {"goal": "g", "admissible_actions": ["a", "b"]}
+    decision = LMPolicy(FixedScorer([-30.0, -20.0])).act("o", info, [])
+    assert decision.action == "b"
+    assert "of its probability on the admissible actions" in decision.note
+    assert LMPolicy(FixedScorer([-0.1, -3.0])).act("o", info, []).note == ""
+
+
+def test_no_admissible_actions_and_bad_settings_are_errors():
+    with pytest.raises(ValueError, match="no admissible actions"):
+        LMPolicy(FixedScorer([])).act("o", {"goal": "g", "admissible_actions": []}, [])
+    with pytest.raises(ValueError, match="temperature must be above 0"):
+        LMPolicy(FixedScorer([]), temperature=0)
+    with pytest.raises(ValueError, match="history_steps"):
+        LMPolicy(FixedScorer([]), history_steps=-1)
+
+
+def test_map_to_admissible_states_its_rule():
+    assert map_to_admissible("  Take   COIN ", ACTIONS) == ("take coin", "")
+    action, note = map_to_admissible("tak coin", ACTIONS)
+    assert action == "take coin" and "'tak coin'" in note and "similarity" in note
+    action, note = map_to_admissible("", ["look", "go"])
+    assert action == "look" and "generated no text" in note  # ties go to the first listed
+    with pytest.raises(ValueError, match="no admissible actions"):
+        map_to_admissible("look", [])
+
+
+def test_generative_policy_maps_invalid_text_and_records_it():
+    policy = GenerativePolicy(FixedScorer([], text="tak coin"))
+    decision = policy.act(OBS, INFO, HISTORY)
+    assert decision.action == "take coin"
+    assert "mapped to 'take coin'" in decision.note
+    assert policy.last_prompt == format_prompt(INFO["goal"], HISTORY, OBS)
+    exact = GenerativePolicy(FixedScorer([], text="go south")).act(OBS, INFO, HISTORY)
+    assert (exact.action, exact.note) == ("go south", "")
+
+
+def test_generative_policy_with_an_lstm_always_returns_an_admissible_action(model, tokenizer):
+    policy = GenerativePolicy(LSTMScorer(model, tokenizer), max_new_tokens=12, greedy=False)
+    for _ in range(3):
+        decision = policy.act(OBS, INFO, HISTORY)
+        assert decision.action in ACTIONS
+        assert decision.note == "" or "mapped to" in decision.note

@@ -1,0 +1,282 @@
+"""The training loop: learning, exact resume, non-finite losses, schedules, stops and bad input.
+
+`write_corpus` and `tiny_config` are shared with test_cli.py and test_distributed.py.
+"""
+
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from labkit.checkpoint import CheckpointError, load_checkpoint
+from labkit.config import ConfigError, from_dict, to_dict
+from labkit.likelihood import Score, unigram_entropy
+from labkit.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    build_model,
+    learning_rate,
+    prepare,
+    train,
+)
+
+SENTENCE = "the king and queen of night ride over hills where wind and water sing to stone"
+WORDS = SENTENCE.split()  # the vocabulary of the test corpus
+
+
+def write_corpus(folder: Path, train_lines: int = 120) -> Path:
+    """A small deterministic corpus in the train.txt/valid.txt/test.txt layout; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+
+    def lines(n: int) -> str:
+        picks = torch.randint(len(WORDS), (n, 6), generator=g).tolist()
+        return "".join(" ".join(WORDS[i] for i in row) + ".\n" for row in picks)
+
+    for name, n in (("train.txt", train_lines), ("valid.txt", 12), ("test.txt", 12)):
+        (folder / name).write_text(lines(n), encoding="utf-8")
+    return folder
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    """A config that trains in a second or two on a CPU: a small model on the small corpus."""
+    values = dict(
+        corpus=str(write_corpus(tmp_path / "corpus")),
+        embed_dim=16,
+        hidden_dim=32,
+        batch_size=4,
+        bptt=16,
+        lr=3e-2,
+        warmup_steps=3,
+        max_steps=40,
+        eval_every=10,
+        checkpoint_every=5,
+        device="cpu",
+        threads=1,
+        run_dir=str(tmp_path / "runs"),
+        name="tiny",
+        progress=False,
+        seed=0,
+    )
+    values.update(overrides)
+    return from_dict(TrainConfig, values)
+
+
+def as_argv(config: TrainConfig) -> list[str]:
+    """The `--key value` arguments that rebuild `config` on the command line."""
+    text = {
+        k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        for k, v in to_dict(config).items()
+    }
+    return [arg for key, value in text.items() for arg in (f"--{key}", value)]
+
+
+def run(config: TrainConfig, callback=None):
+    """prepare + build_model + train; returns (model, history)."""
+    tokenizer, data = prepare(config)
+    model = build_model(config, tokenizer.vocab_size)
+    return model, train(model, data, config, tokenizer, callback)
+
+
+def losses(history):
+    return [(row["step"], row["train_loss"], row["val_loss"]) for row in history]
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_training_learns_and_writes_the_run_folder(tmp_path):
+    config = tiny_config(tmp_path)
+    rows = []
+    model, history = run(config, callback=rows.append)
+    assert rows == history
+    assert [row["step"] for row in history] == [10, 20, 30, 40]
+    assert set(history[0]) == {
+        "step", "tokens", "epoch", "train_loss", "val_loss", "val_ppl", "val_bpc", "lr",
+        "tokens_per_s", "elapsed_s",
+    }  # fmt: skip
+    _, data = prepare(config)
+    unigram = unigram_entropy(data.train, data.valid, model.config.vocab_size)
+    assert history[-1]["val_loss"] < unigram - 0.3  # it uses the context
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[-1]["val_ppl"] == pytest.approx(math.exp(history[-1]["val_loss"]))
+    assert history[-1]["tokens"] == 40 * 4 * 16  # every window is full on this corpus
+    out = config.run_path
+    for name in ("config.json", "tokenizer.json", "history.jsonl", "checkpoint.pt", "best.pt"):
+        assert (out / name).is_file(), name
+    assert len((out / "history.jsonl").read_text().splitlines()) == len(history)
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["progress"]["step"] == 40
+    assert ckpt["config"]["hidden_dim"] == 32
+    assert all(torch.equal(ckpt["model"][k], v.cpu()) for k, v in model.state_dict().items())
+    best = min(history, key=lambda row: row["val_loss"])
+    assert load_checkpoint(out / "best.pt")["progress"]["step"] == best["step"]
+    assert not list(out.glob(".*.tmp"))  # no temp files left behind
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_each_optimizer_is_deterministic_and_learns(tmp_path, optimizer):
+    lr = 3e-2 if optimizer == "adamw" else 1.0
+    config = tiny_config(tmp_path, optimizer=optimizer, lr=lr, dropout=0.2)
+    model_a, history_a = run(config)
+    model_b, history_b = run(
+        tiny_config(tmp_path, optimizer=optimizer, lr=lr, dropout=0.2, name="b")
+    )
+    assert losses(history_a) == losses(history_b)
+    assert same_weights(model_a, model_b)
+    assert history_a[-1]["val_loss"] < history_a[0]["val_loss"]
+
+
+def test_resume_after_ctrl_c_in_a_callback_matches_an_uninterrupted_run(tmp_path):
+    full_model, full = run(tiny_config(tmp_path, dropout=0.3, name="full"))
+
+    def interrupt_at_20(row):
+        if row["step"] == 20:
+            raise KeyboardInterrupt
+
+    config = tiny_config(tmp_path, dropout=0.3, name="cut")
+    with pytest.raises(KeyboardInterrupt):
+        run(config, callback=interrupt_at_20)
+    assert load_checkpoint(config.run_path / "checkpoint.pt")["progress"]["step"] == 20
+    model, resumed = run(tiny_config(tmp_path, dropout=0.3, name="cut", resume=True))
+    assert same_weights(model, full_model)
+    assert losses(resumed) == losses(full)
+
+
+def test_sigint_stops_after_the_current_step_and_resumes_exactly(tmp_path):
+    # The SIGINT arrives at step 10; the step in flight finishes, so the checkpoint is at step 11,
+    # between two history rows: the running train loss must survive the checkpoint too.
+    full_model, full = run(tiny_config(tmp_path, dropout=0.3, name="full"))
+    config = tiny_config(tmp_path, dropout=0.3, name="cut")
+
+    def press_ctrl_c(row):
+        if row["step"] == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, callback=press_ctrl_c)
+    saved = load_checkpoint(config.run_path / "checkpoint.pt")["progress"]
+    assert saved["step"] == 11 and saved["run_tokens"] == 4 * 16
+    model, resumed = run(tiny_config(tmp_path, dropout=0.3, name="cut", resume=True))
+    assert same_weights(model, full_model)
+    assert losses(resumed) == losses(full)
+
+
+@pytest.mark.parametrize("where", ["decoder", "unused_embedding_row"])
+def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(tmp_path, where):
+    config = tiny_config(tmp_path, checkpoint_every=10)
+
+    def poison(row):  # after the checkpoint at step 10 is written
+        if row["step"] == 10:
+            model = poison.model
+            if where == "decoder":  # every later loss is NaN
+                model.decoder.bias.data[5] = float("nan")
+            else:  # <pad> never occurs in the text: the loss stays finite, one weight does not
+                model.embedding.weight.data[0, 0] = float("inf")
+
+    tokenizer, data = prepare(config)
+    poison.model = build_model(config, tokenizer.vocab_size)
+    with pytest.raises(NonFiniteLossError) as err:
+        train(poison.model, data, config, tokenizer, poison)
+    message = str(err.value)
+    assert "checkpoint.pt keeps the last good state (step 10)" in message and "--lr" in message
+    assert ("at step 11" if where == "decoder" else "after step 20") in message
+    ckpt = load_checkpoint(config.run_path / "checkpoint.pt")
+    assert ckpt["progress"]["step"] == 10
+    assert all(t.isfinite().all() for t in ckpt["model"].values())
+
+
+def test_learning_rate_schedules():
+    config = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(0.1)
+    assert learning_rate(config, 9) == pytest.approx(1.0)
+    assert learning_rate(config, 60) == pytest.approx(0.55)  # half-way down the cosine
+    assert learning_rate(config, 110) == pytest.approx(0.1)
+    constant = TrainConfig(lr=1.0, warmup_steps=0, schedule="constant")
+    assert learning_rate(constant, 500) == 1.0
+    plateau = TrainConfig(lr=1.0, warmup_steps=0, schedule="plateau")
+    assert learning_rate(plateau, 500, scale=0.25) == 0.25
+
+
+def test_early_stopping_and_plateau_schedule(tmp_path, monkeypatch):
+    # A validation score that never improves: the first evaluation sets the best, the plateau
+    # schedule halves the lr at each later one, and patience=2 stops after two of them.
+    monkeypatch.setattr("labkit.train.evaluate", lambda *a, **k: Score(nll=10.0, tokens=5, chars=7))
+    config = tiny_config(tmp_path, schedule="plateau", patience=2, warmup_steps=0, lr=0.01)
+    _, history = run(config)
+    assert [row["step"] for row in history] == [10, 20, 30]
+    assert [row["lr"] for row in history] == pytest.approx([0.01, 0.01, 0.005])
+    assert history[0]["val_bpc"] == pytest.approx(10.0 / math.log(2) / 7)
+
+
+def test_max_minutes_stops_at_the_first_evaluation(tmp_path):
+    _, history = run(tiny_config(tmp_path, max_minutes=1e-6))
+    assert [row["step"] for row in history] == [10]
+
+
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("hidden_dim", 0, "hidden_dim must be positive"),
+        ("batch_size", -4, "batch_size must be positive"),
+        ("max_steps", 0, "max_steps must be positive"),
+        ("lr", 0.0, "lr must be positive"),
+        ("grad_clip", -1.0, "grad_clip must be >= 0"),
+        ("tokenizer", "morse", "unknown tokenizer 'morse'; set --tokenizer to one of char, word"),
+        ("optimizer", "adam", "set --optimizer to one of adamw, sgd"),
+        ("schedule", "linear", "cosine, plateau, constant"),
+    ],
+)
+def test_bad_config_values_name_the_problem_and_the_fix(key, value, problem):
+    with pytest.raises(ConfigError, match=problem) as err:
+        TrainConfig(**{key: value})
+    assert f"--{key}" in str(err.value)
+
+
+def test_a_corpus_shorter_than_one_batch_is_refused(tmp_path):
+    config = tiny_config(tmp_path, batch_size=64)
+    tokenizer, data = prepare(config)
+    data.train = data.train[:30]
+    with pytest.raises(ValueError, match=r"30 tokens, fewer than one batch of batch_size=64"):
+        train(build_model(config, tokenizer.vocab_size), data, config)
+
+
+def test_an_empty_corpus_is_refused(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="empty"):
+        prepare(tiny_config(tmp_path, corpus=str(empty)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_machine_without_cuda_is_refused(tmp_path):
+    config = tiny_config(tmp_path, device="cuda")
+    tokenizer, data = prepare(config)
+    with pytest.raises(RuntimeError, match="no CUDA device.*device='cpu'"):
+        train(build_model(config, tokenizer.vocab_size), data, config)
+
+
+def test_resume_refuses_a_checkpoint_of_another_vocabulary(tmp_path):
+    run(tiny_config(tmp_path, max_steps=10))
+    config = tiny_config(tmp_path, resume=True, max_steps=20)
+    tokenizer, data = prepare(config)
+    model = build_model(config, tokenizer.vocab_size + 3)
+    with pytest.raises(CheckpointError, match=rf"vocabulary of {tokenizer.vocab_size} tokens.*"
+                       rf"tokenizer has {tokenizer.vocab_size + 3}"):  # fmt: skip
+        train(model, data, config)
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        run(tiny_config(tmp_path, resume=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_training_learns(tmp_path):
+    _, history = run(tiny_config(tmp_path, device="cuda", amp="bf16"))
+    assert history[-1]["val_loss"] < history[0]["val_loss"]

@@ -1,0 +1,107 @@
+"""The interactive demos, driven as a person would: set widget values, click buttons, read charts."""
+
+import pytest
+import torch
+
+from labkit.agents.baselines import ExpertPolicy, RandomPolicy
+from labkit.agents.core import InvalidActionError
+from labkit.agents.policies import LMPolicy, LSTMScorer
+from labkit.agents.tooluse import CalendarEnv, CustomerServiceEnv
+from labkit.model import LSTMLanguageModel, ModelConfig
+from labkit.tokenizer import train_tokenizer
+from labkit.widgets import AgentDemo, ServiceChat
+
+
+def _lm_policy():
+    tokenizer = train_tokenizer("char", "abcdefghijklmnopqrstuvwxyz0123456789 _:.>\n")
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16, num_layers=1)
+    return LMPolicy(LSTMScorer(LSTMLanguageModel(cfg), tokenizer))
+
+
+@pytest.fixture
+def demo():
+    envs = {"customer_service": CustomerServiceEnv, "calendar": CalendarEnv}
+    policies = {"expert": ExpertPolicy(), "random": RandomPolicy(seed=0), "lm": _lm_policy()}
+    return AgentDemo(envs, policies, seed=3)
+
+
+def _bars(chart):
+    return list(chart.data[0].x), list(chart.data[0].y)
+
+
+def test_the_chart_shows_the_chosen_policys_distribution(demo):
+    assert demo.trajectory.env == "customer_service" and demo.trajectory.seed == 3
+    assert _bars(demo.chart) == ([demo.info["expert_action"]], [1.0])
+    demo.policy_name.value = "lm"
+    actions, probs = _bars(demo.chart)
+    assert actions == demo.info["admissible_actions"]
+    assert sum(probs) == pytest.approx(1.0)
+    assert demo.override.value == demo.pending.action == actions[probs.index(max(probs))]
+    colors = demo.chart.data[0].marker.color
+    assert (
+        colors[actions.index(demo.pending.action)] != colors[actions.index(demo.pending.action) - 1]
+    )
+
+
+def test_step_override_and_run_play_the_episode(demo):
+    first = demo.info["expert_action"]
+    demo.step_button.click()
+    assert demo.trajectory.num_steps == 1 and demo.trajectory.steps[0]["action"] == first
+    assert first in demo.transcript.value
+    agent_choice = demo.pending.action
+    other = next(a for a in demo.info["admissible_actions"] if a != agent_choice)
+    demo.override.value = other
+    demo.override_button.click()
+    step = demo.trajectory.steps[1]
+    assert step["action"] == other and f"the agent chose {agent_choice!r}" in step["note"]
+    demo.run_button.click()
+    assert demo.done and demo.step_button.disabled and demo.override.options == ()
+    assert demo.trajectory.outcome in ("won", "lost", "truncated")
+    assert demo.trajectory.outcome in demo.status.value
+    assert _bars(demo.chart) == ([], [])
+
+
+def test_expert_run_wins_and_reset_moves_to_the_next_game(demo):
+    demo.run_button.click()
+    assert demo.trajectory.won
+    demo.reset_button.click()
+    assert demo.trajectory.seed == 4 and demo.trajectory.num_steps == 0 and not demo.done
+    assert len(demo.trajectories) == 2  # the finished episode is kept
+
+
+def test_choosing_another_environment_starts_it(demo):
+    demo.env_name.value = "calendar"
+    assert demo.trajectory.env == "calendar"
+    assert demo.override.options == tuple(demo.info["admissible_actions"])
+    assert "calendar" in demo.status.value
+
+
+def test_an_action_outside_the_admissible_set_is_refused(demo):
+    with pytest.raises(InvalidActionError, match="not admissible now"):
+        demo.step("fly to the moon")
+    assert demo.trajectory.num_steps == 0
+
+
+def test_chat_runs_an_episode_from_the_typed_request():
+    chat = ServiceChat(ExpertPolicy(), seed=5)
+    assert chat.request.value and "Your orders" in chat.orders.value
+    chat.send_button.click()  # the suggested request: judged by the desk
+    trajectory = chat.trajectories[-1]
+    assert trajectory.won
+    assert "Customer:" in chat.conversation.value and "Tool:" in chat.conversation.value
+    assert _bars(chat.chart) == ([trajectory.steps[-1]["action"]], [1.0])
+
+
+def test_chat_acts_on_typed_words_and_refuses_a_blank_request():
+    chat = ServiceChat(RandomPolicy(seed=1), seed=5)
+    chat.request.value = "Hello, can you check my last order?"
+    trajectory = chat.send()
+    assert "Hello, can you check my last order?" in trajectory.goal
+    assert trajectory.steps and "judges the request it generated" in chat.conversation.value
+    chat.request.value = "   "
+    with pytest.raises(ValueError, match="request is empty"):
+        chat.send()
+    assert "Type a request first" in chat.conversation.value
+    chat.new_button.click()
+    assert chat.seed == 6 and chat.conversation.value == ""
