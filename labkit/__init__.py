@@ -21,6 +21,8 @@ from labkit.likelihood import (
 from labkit.model import LSTMLanguageModel, ModelConfig, train_flops_per_token
 from labkit.runtime import pick_device, seed_everything, setup
 from labkit.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
-from labkit.train import NonFiniteLossError, TrainConfig, build_model, prepare, train
+
+# Not the function `train`: `lk.train` stays the module (lk.train.train, lk.train.TrainConfig).
+from labkit.train import NonFiniteLossError, TrainConfig, build_model, prepare
 
 __version__ = "0.1.0"

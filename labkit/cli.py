@@ -112,9 +112,8 @@ def train_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         if rank0:
             print(
-                f"interrupted: {config.run_path / 'checkpoint.pt'} holds the last finished step; "
-                f"continue with: labkit train --run_dir {config.run_dir} --name {config.name} "
-                "--resume true",
+                f"interrupted; continue from {config.run_path / 'checkpoint.pt'} with: "
+                f"labkit train --run_dir {config.run_dir} --name {config.name} --resume true",
                 file=sys.stderr,
             )
         return 130
