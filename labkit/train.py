@@ -63,16 +63,16 @@ class TrainConfig:
     batch_size: int = 32  # parallel token streams per step (split over the processes of torchrun)
     bptt: int = 64  # tokens per window: gradients are truncated at window boundaries
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 3e-3  # peak learning rate, reached at the end of the warmup
+    lr: float = 1e-2  # peak learning rate, reached at the end of the warmup
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 penalty (SGD)
     momentum: float = 0.9  # SGD momentum (AdamW ignores it)
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 = off
     warmup_steps: int = 50  # steps of linear warmup from 0 to lr
     schedule: str = "cosine"  # after warmup: "cosine" (to min_lr_ratio*lr), "plateau", "constant"
     min_lr_ratio: float = 0.1  # lowest lr of the cosine and plateau schedules, as a share of lr
-    max_steps: int = 2000  # optimizer steps in all; the cosine schedule decays over them
-    max_minutes: float = 0.0  # stop at the first evaluation after this much wall time; 0 = no limit
-    eval_every: int = 100  # steps between evaluations (one history row each)
+    max_steps: int = 2200  # optimizer steps in all; the cosine schedule decays over them
+    max_minutes: float = 2.0  # stop at the first evaluation after this much wall time; 0 = no limit
+    eval_every: int = 440  # steps between evaluations (one history row each)
     eval_windows: int = 0  # validation windows per evaluation; 0 = the whole validation split
     patience: int = 0  # evaluations without improvement before stopping early; 0 = never stop early
     # system
@@ -84,7 +84,7 @@ class TrainConfig:
     # run
     run_dir: str = "runs"  # folder holding every run
     name: str = "shakespeare-char"  # this run's folder inside run_dir
-    checkpoint_every: int = 100  # steps between checkpoint.pt writes (also at evaluations, the end)
+    checkpoint_every: int = 220  # steps between checkpoint.pt writes (also at evaluations, the end)
     resume: bool = False  # continue from run_dir/name/checkpoint.pt
     progress: bool = True  # show a progress bar
 
