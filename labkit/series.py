@@ -11,6 +11,7 @@ the exit code is 1 if any failed.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -46,6 +47,23 @@ def _literal(text: str) -> object:
         return text
 
 
+def declared_parameters(path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged `parameters`.
+
+    Read with `ast` rather than papermill's inspector, which gives up on comments holding `=` or `'`.
+    """
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            for node in ast.parse(source).body:
+                target = node.target if isinstance(node, ast.AnnAssign) else None
+                targets = [target] if target else getattr(node, "targets", [])
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
 def run_notebook(
     path: Path, out_dir: Path, parameters: dict[str, object], html: bool = True
 ) -> float:
@@ -58,7 +76,7 @@ def run_notebook(
     """
     import papermill as pm
 
-    declared = pm.inspect_notebook(str(path))
+    declared = declared_parameters(path)
     params = {k: v for k, v in parameters.items() if k in declared}
     out = out_dir / path.name
     start = time.perf_counter()
