@@ -30,15 +30,21 @@ from labkit.train import build_model, train
 
 EVAL_BATCH = 64  # streams when scoring the validation split (the same for both loops)
 EVAL_BPTT = 35  # tokens per window when scoring
-PROBE_STEPS = 5  # steps timed (after as many untimed ones) to size ours' schedule to the budget
-EVALS_PER_RUN = 20  # ours evaluates this often, so it overruns the budget by at most 1/20th
+PROBE_WARMUP, PROBE_STEPS = 10, 20  # a throwaway run of ours: untimed, then timed steps
+EVALS_PER_RUN = 5  # ours evaluates (and saves a checkpoint) this often
+SCHEDULE_SHARE = 0.9  # of the budget that ours' cosine schedule is spread over: the rest pays for
+# the evaluations and checkpoints, so the schedule ends before the budget stops the run
 
 
 def _probe_step_seconds(config_args: dict[str, Any], vocab_size: int, data: Any) -> float:
-    """Seconds per optimizer step of ours, from a throwaway model trained 2 * PROBE_STEPS steps."""
+    """Seconds per optimizer step of ours, timed over PROBE_STEPS steps of a throwaway model.
+
+    History rows time the steps between them, evaluations and checkpoints left out; the first
+    PROBE_WARMUP steps (slower while caches and thread pools warm up) are not timed.
+    """
     config = ours_config(
-        **config_args, name="probe", max_steps=2 * PROBE_STEPS, eval_every=PROBE_STEPS,
-        eval_windows=1, checkpoint_every=2 * PROBE_STEPS,
+        **config_args, name="probe", max_steps=PROBE_WARMUP + PROBE_STEPS,
+        eval_every=PROBE_WARMUP, eval_windows=1, checkpoint_every=PROBE_WARMUP + PROBE_STEPS,
     )  # fmt: skip
     rows = train(build_model(config, vocab_size), data, config)
     return (rows[-1]["elapsed_s"] - rows[0]["elapsed_s"]) / PROBE_STEPS
@@ -70,7 +76,8 @@ def run(
         wall = time.perf_counter() - start
         steps, tokens = result["steps"], result["tokens"]
     else:
-        max_steps = max(int(seconds / _probe_step_seconds(args, vocab_size, data)), 1)
+        step_s = _probe_step_seconds(args, vocab_size, data)
+        max_steps = max(int(SCHEDULE_SHARE * seconds / step_s), 1)
         config = ours_config(
             **args, max_steps=max_steps, max_minutes=seconds / 60,
             eval_every=max(max_steps // EVALS_PER_RUN, 1), eval_windows=10,

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.baseline import BaselineConfig, train_textbook
 from bench.common import (
+    BATCH20_LR,
     OURS,
     header,
     load_data,
@@ -92,12 +93,21 @@ def ladder(kind: str, threads: int, compile_row: bool) -> list[tuple[str, str, d
     """(label, loop, TrainConfig overrides) of the rows that turn ours' switches on one by one."""
     rows = [
         ("baseline: textbook loop", "baseline", {}),
-        ("ours: train() loop, batch 20, full softmax", "ours", {"batch_size": 20, "lr": 3e-3,
+        ("ours: train() loop, batch 20, full softmax", "ours", {"batch_size": 20,
+                                                               "lr": BATCH20_LR[kind],
                                                                "adaptive_cutoffs": ()}),
     ]  # fmt: skip
     if kind == "word":
-        rows.append(("+ adaptive softmax", "ours", {"batch_size": 20, "lr": 3e-3}))
-    rows.append((f"+ batch {OURS['batch_size']}, lr {OURS['lr']:g} (ours)", "ours", {}))
+        rows.append(("+ adaptive softmax", "ours", {"batch_size": 20, "lr": BATCH20_LR[kind]}))
+    ours = OURS[kind]
+    if ours["batch_size"] != 20:  # else the rows above are ours already
+        rows.append(
+            (
+                f"+ batch {ours['batch_size']}, {ours['optimizer']} lr {ours['lr']:g} (ours)",
+                "ours",
+                {},
+            )
+        )
     if compile_row:
         rows.append(("+ torch.compile", "ours", {"compile": True}))
     if threads > 1:

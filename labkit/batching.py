@@ -17,17 +17,26 @@ IGNORE_INDEX = -100  # a target that nothing predicts (padding)
 
 
 def batchify(
-    ids: torch.Tensor, batch_size: int, pad_id: int = 0
+    ids: torch.Tensor, batch_size: int, pad_id: int = 0, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lay `ids` (N,) out as `batch_size` contiguous streams.
 
+    Args:
+        mask: optional (N,) bool, True where a token is a target; the others (and padding) become
+            IGNORE_INDEX, so they are read as input but never predicted.
     Returns:
         inputs (B, S) and targets (B, S), S = ceil((N - 1) / B); padded targets are IGNORE_INDEX.
     Raises:
-        ValueError: fewer than two tokens, or fewer predictions than streams (say which to shrink).
+        ValueError: fewer than two tokens, fewer predictions than streams (say which to shrink), or
+            a mask of another length than `ids`.
     """
     if ids.dim() != 1:
         raise ValueError(f"batchify expects a 1-D tensor of ids, got shape {tuple(ids.shape)}")
+    if mask is not None and mask.shape != ids.shape:
+        raise ValueError(
+            f"the target mask has shape {tuple(mask.shape)} but the ids {tuple(ids.shape)}; "
+            "build one mask entry per token."
+        )
     n = ids.numel() - 1  # number of predictions
     if n < 1:
         raise ValueError(
@@ -44,7 +53,7 @@ def batchify(
     inputs = torch.full((batch_size * s,), pad_id, dtype=torch.long)
     targets = torch.full((batch_size * s,), IGNORE_INDEX, dtype=torch.long)
     inputs[:n] = ids[:-1]
-    targets[:n] = ids[1:]
+    targets[:n] = ids[1:] if mask is None else ids[1:].masked_fill(~mask[1:], IGNORE_INDEX)
     return inputs.view(batch_size, s), targets.view(batch_size, s)
 
 

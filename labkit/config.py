@@ -65,7 +65,9 @@ def _convert(name: str, text: Any, annotation: Any) -> Any:
         try:
             if annotation is int and isinstance(text, float) and not text.is_integer():
                 raise ValueError
-            return annotation(text) if annotation is float else int(str(text))
+            if annotation is float:
+                return float(text)
+            return int(text) if isinstance(text, float) else int(str(text))
         except ValueError:
             raise ConfigError(f"--{name} expects {annotation.__name__}, got {text!r}") from None
     if annotation is str:

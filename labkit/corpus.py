@@ -11,7 +11,7 @@ import functools
 import importlib.util
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,12 +37,18 @@ class Corpus:
 
 @dataclass
 class TokenSplits:
-    """A corpus encoded once: one 1-D stream of ids per split, each starting with <bos>."""
+    """A corpus encoded once: one 1-D stream of ids per split, each starting with <bos>.
+
+    `masks` optionally says, per split, which tokens the likelihood counts as targets: a bool (N,)
+    tensor, True where the token is predicted (e.g. only an agent's actions in a transcript, not
+    the game text around them). A split without a mask has every token after the first predicted.
+    """
 
     train: torch.Tensor  # (N_train,) long
     valid: torch.Tensor  # (N_valid,) long
     test: torch.Tensor  # (N_test,) long
-    chars: dict[str, int]  # characters of each split's text, for bits per character
+    chars: dict[str, int]  # characters of each split's predicted text, for bits per character
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # split -> (N,) bool
 
 
 # The plays mark speakers as `**NAME**`, headings with `#`, stage directions in _italics_ (a few in
@@ -180,9 +186,9 @@ def _split_text(text: str, name: str, valid_fraction: float, test_fraction: floa
     Raises:
         ValueError: a fraction out of range, or a text too short for every split to get a block.
     """
-    for field, fraction in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+    for setting, fraction in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < fraction < 1.0:
-            raise ValueError(f"{field} must be between 0 and 1 (exclusive), got {fraction}.")
+            raise ValueError(f"{setting} must be between 0 and 1 (exclusive), got {fraction}.")
     if valid_fraction + test_fraction >= 1.0:
         raise ValueError(
             f"valid_fraction + test_fraction = {valid_fraction + test_fraction:g} leaves no "

@@ -81,20 +81,24 @@ def evaluate(
     bptt: int = 64,
     chars: int | None = None,
     max_windows: int | None = None,
+    mask: torch.Tensor | None = None,
 ) -> Score:
     """The likelihood of a token stream `ids` (N,), read as `batch_size` streams with state carried.
 
     Args:
-        chars: characters of the text behind `ids`, so that the Score can give bits per character.
+        chars: characters of the text behind the predicted tokens, so that the Score can give bits
+            per character.
         max_windows: stop after this many windows (a quick estimate); then `chars` is scaled.
+        mask: optional (N,) bool, True where a token is predicted (see `batchify`).
     Returns:
-        A Score over every token after the first (or over the windows read).
+        A Score over every predicted token after the first (or over the windows read).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     batch_size = min(batch_size, ids.numel() - 1)
-    inputs, targets = batchify(ids, batch_size)
+    inputs, targets = batchify(ids, batch_size, mask=mask)
+    predicted = ids.numel() - 1 if mask is None else int(mask[1:].sum())
     inputs, targets = inputs.to(device), targets.to(device)
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
@@ -110,8 +114,8 @@ def evaluate(
             count += int((y != IGNORE_INDEX).sum())
     finally:
         model.train(was_training)
-    if chars is not None and count < ids.numel() - 1:
-        chars = round(chars * count / (ids.numel() - 1))
+    if chars is not None and count < predicted:
+        chars = round(chars * count / predicted)
     return Score(nll=float(total), tokens=count, chars=chars)
 
 

@@ -72,3 +72,19 @@ def test_bad_shape_and_batch_size_are_refused():
         batchify(random_ids(20).view(4, 5), 2)
     with pytest.raises(ValueError, match="batch_size must be positive"):
         batchify(random_ids(20), 0)
+
+
+def test_a_mask_keeps_the_inputs_and_drops_the_unmarked_targets():
+    ids = torch.arange(1, 11)
+    mask = torch.tensor([i % 3 == 0 for i in range(10)])
+    inputs, targets = batchify(ids, 3, mask=mask)
+    plain_inputs, plain_targets = batchify(ids, 3)
+    assert torch.equal(inputs, plain_inputs)  # every token is still read
+    kept = targets[targets != IGNORE_INDEX]
+    assert kept.tolist() == [4, 7, 10]  # the marked tokens after the first, once each
+    assert torch.equal(plain_targets[targets != IGNORE_INDEX], kept)
+
+
+def test_a_mask_of_the_wrong_length_is_refused():
+    with pytest.raises(ValueError, match="one mask entry per token"):
+        batchify(torch.arange(10), 2, mask=torch.ones(9, dtype=torch.bool))

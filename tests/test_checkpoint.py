@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, safe loading, clear errors, and rebuilding a model with its tokenizer."""
+"""Checkpoints: atomic writes, safe loading, clear errors, rebuilding a model and its tokenizer."""
 
 import pathlib
 

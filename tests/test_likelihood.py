@@ -87,6 +87,22 @@ def test_evaluate_equals_the_nll_by_hand(model):
     assert score.bits_per_char == pytest.approx(nll / math.log(2) / chars, rel=1e-5)
 
 
+def test_evaluate_with_a_mask_scores_the_marked_tokens_only(model):
+    ids = torch.randint(0, V, (50,), generator=torch.Generator().manual_seed(5))
+    mask = torch.arange(50) % 4 == 1  # e.g. the action tokens of a transcript
+    whole = evaluate(model, ids, batch_size=1, bptt=7)
+    part = evaluate(model, ids, batch_size=1, bptt=7, mask=mask, chars=26)
+    with torch.no_grad():
+        features, _ = model(ids[:-1].unsqueeze(0))  # (1, 49, H): every token is still read
+        logp = model.log_distribution(features)[0].gather(-1, ids[1:].unsqueeze(-1)).squeeze(-1)
+    assert part.tokens == int(mask[1:].sum()) == 13
+    assert part.nll == pytest.approx(float(-logp[mask[1:]].sum()), rel=1e-5)
+    assert whole.nll == pytest.approx(float(-logp.sum()), rel=1e-5)
+    half = evaluate(model, ids, batch_size=1, bptt=7, mask=mask, chars=26, max_windows=4)
+    # chars are scaled to the marked tokens read
+    assert half.tokens < 13 and half.chars == round(26 * half.tokens / 13)
+
+
 class LossOf(nn.Module):
     """mean_nll(token_logprobs(...)) as a module, so that functional_call can swap its weights."""
 

@@ -28,7 +28,7 @@ WORDS = SENTENCE.split()  # the vocabulary of the test corpus
 
 
 def write_corpus(folder: Path, train_lines: int = 120) -> Path:
-    """A small deterministic corpus in the train.txt/valid.txt/test.txt layout; returns the folder."""
+    """A small deterministic corpus as train.txt, valid.txt and test.txt; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
 
@@ -214,9 +214,11 @@ def test_early_stopping_and_plateau_schedule(tmp_path, monkeypatch):
     assert history[0]["val_bpc"] == pytest.approx(10.0 / math.log(2) / 7)
 
 
-def test_max_minutes_stops_at_the_first_evaluation(tmp_path):
-    _, history = run(tiny_config(tmp_path, max_minutes=1e-6))
-    assert [row["step"] for row in history] == [10]
+def test_max_minutes_stops_after_the_step_that_used_up_the_time(tmp_path):
+    config = tiny_config(tmp_path, max_minutes=1e-6)
+    _, history = run(config)
+    assert [row["step"] for row in history] == [1]  # evaluated and saved before stopping
+    assert load_checkpoint(config.run_path / "checkpoint.pt")["progress"]["step"] == 1
 
 
 @pytest.mark.parametrize(
@@ -243,6 +245,30 @@ def test_a_corpus_shorter_than_one_batch_is_refused(tmp_path):
     tokenizer, data = prepare(config)
     data.train = data.train[:30]
     with pytest.raises(ValueError, match=r"30 tokens, fewer than one batch of batch_size=64"):
+        train(build_model(config, tokenizer.vocab_size), data, config)
+
+
+def test_a_target_mask_limits_what_is_learnt_and_scored(tmp_path):
+    config = tiny_config(tmp_path)
+    tokenizer, data = prepare(config)
+    # Predict only the character after each ".", always a newline: the rest is read, not predicted.
+    dot = tokenizer.encode(".")[0]
+    for name in ("train", "valid"):
+        ids = getattr(data, name)
+        data.masks[name] = torch.cat([torch.tensor([False]), ids[:-1] == dot])
+    history = train(build_model(config, tokenizer.vocab_size), data, config, tokenizer)
+    marked_share = float(data.masks["train"].float().mean())  # about 1 character in 40
+    assert history[-1]["tokens"] <= 2 * marked_share * 40 * 4 * 16  # only marked targets count
+    assert history[-1]["val_loss"] < 0.1  # a certain target, learnt; the text itself is not
+    _, plain = run(tiny_config(tmp_path, name="plain"))
+    assert plain[-1]["val_loss"] > 1.0
+
+
+def test_a_mask_that_marks_nothing_is_refused(tmp_path):
+    config = tiny_config(tmp_path)
+    tokenizer, data = prepare(config)
+    data.masks = {"valid": torch.zeros_like(data.valid, dtype=torch.bool)}
+    with pytest.raises(ValueError, match="valid split's target mask selects no token"):
         train(build_model(config, tokenizer.vocab_size), data, config)
 
 

@@ -22,8 +22,8 @@ import torch
 from labkit.agents.baselines import ExpertPolicy
 from labkit.agents.core import Env
 from labkit.agents.harness import Trajectory, run_episode
-from labkit.agents.policies import LMPolicy, LSTMScorer, format_example
-from labkit.checkpoint import load_model
+from labkit.agents.policies import END_OF_ACTION, LMPolicy, LSTMScorer, format_prompt
+from labkit.checkpoint import load_checkpoint, load_model
 from labkit.config import from_dict
 from labkit.corpus import TokenSplits
 from labkit.tokenizer import Tokenizer, train_tokenizer
@@ -41,12 +41,14 @@ AGENT_DEFAULTS: dict[str, Any] = dict(
     lr=3e-3,
     warmup_steps=20,
     max_steps=600,
+    max_minutes=0.0,  # no wall-clock budget: the same steps on every machine
     eval_every=100,
     name="agent",
     progress=False,
     threads=1,  # batches this small gain little from more threads, and lose much on a busy CPU
 )
 AGENT_FILE = "agent.json"  # beside the checkpoints: how the agent builds its prompts
+BEST_FILE = "best.pt"  # the checkpoint of the best validation loss, which `train` writes
 
 
 def agent_config(**overrides: Any) -> TrainConfig:
@@ -69,31 +71,64 @@ def expert_episodes(env: Env, seeds: Iterable[int], max_steps: int = 100) -> lis
     return [t for t in episodes if t.won]
 
 
-def examples(trajectory: Trajectory, history_steps: int | None = None) -> list[str]:
-    """The training texts of one episode: each prompt the policy saw, followed by its action.
+Segment = tuple[str, bool]  # a piece of a training text, and whether it is an action to learn
 
-    The history of step i is the trajectory's steps before i, exactly what the harness passes to
-    `Policy.act`, so a training text is the text the agent will later act on. With the whole
-    history (history_steps=None) every example is a prefix of the last one, so the episode is a
-    single text: the full transcript, in which every action is predicted once.
+
+def example_segments(
+    trajectory: Trajectory, history_steps: int | None = None
+) -> list[list[Segment]]:
+    """The training texts of one episode, each cut into prompt text and the actions to learn.
+
+    Every decision becomes the prompt the policy saw (`format_prompt`; the history of step i is the
+    trajectory's steps before i, exactly what the harness passes to `Policy.act`) followed by the
+    expert's action and END_OF_ACTION, marked True. With the whole history (history_steps=None)
+    every prompt of an episode is a prefix of the next, so the episode is a single text, the full
+    transcript, in which every action is marked once; with a window of history each text marks only
+    its last action (the earlier ones are context, learnt in their own texts).
 
     Returns:
-        One text per step (or one per episode when history_steps is None).
+        One list of (text, is_action) segments per text; joined, a text is `format_example`'s.
     """
     steps = trajectory.steps
-    chosen = range(len(steps) - 1, len(steps)) if history_steps is None else range(len(steps))
+    texts: list[list[Segment]] = []
+    for i in range(len(steps)):
+        prompt = format_prompt(trajectory.goal, steps[:i], steps[i]["observation"], history_steps)
+        action: Segment = (steps[i]["action"] + END_OF_ACTION, True)
+        if history_steps is None and texts:
+            done = "".join(text for text, _ in texts[0])
+            texts[0] += [(prompt[len(done) :], False), action]
+        else:
+            texts.append([(prompt, False), action])
+    return texts
+
+
+def examples(trajectory: Trajectory, history_steps: int | None = None) -> list[str]:
+    """The training texts of one episode as plain strings (see `example_segments`)."""
     return [
-        format_example(
-            trajectory.goal, steps[:i], steps[i]["observation"], steps[i]["action"], history_steps
-        )
-        for i in chosen
+        "".join(text for text, _ in segments)
+        for segments in example_segments(trajectory, history_steps)
     ]
 
 
-def encode_examples(texts: list[str], tokenizer: Tokenizer) -> torch.Tensor:
-    """The examples as one stream (N,), each opened by <bos> as a prompt is when the agent acts."""
-    ids = [i for text in texts for i in tokenizer.encode(text, bos=True)]
-    return torch.tensor(ids, dtype=torch.long)
+def encode_examples(
+    texts: list[list[Segment]], tokenizer: Tokenizer
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The texts as one stream, each opened by <bos> as a prompt is when the agent acts.
+
+    Each segment is encoded on its own, as the scorer encodes a prompt and a candidate action
+    apart, so the action tokens learnt are the ones later scored.
+
+    Returns:
+        ids (N,) and mask (N,) bool: True on the tokens of the actions.
+    """
+    ids: list[int] = []
+    mask: list[bool] = []
+    for segments in texts:
+        for j, (text, is_action) in enumerate(segments):
+            piece = tokenizer.encode(text, bos=j == 0)
+            ids += piece
+            mask += [is_action] * len(piece)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.bool)
 
 
 def clone_expert(
@@ -101,21 +136,26 @@ def clone_expert(
     config: TrainConfig | None = None,
     history_steps: int | None = None,
     valid_fraction: float = 0.1,
+    actions_only: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[LMPolicy, list[dict[str, Any]]]:
     """Fit an LSTM to expert transcripts by maximum likelihood and wrap it as an LMPolicy.
 
     The last `valid_fraction` of the episodes (at least one) are held out as the validation split;
-    the tokenizer is built from all transcripts. The final weights are kept: the validation loss
-    is dominated by the wording of unseen rooms, not by the actions, so it chooses badly between
-    checkpoints. The run folder (config.run_path) gets what `train` writes plus AGENT_FILE, so that
-    `load_agent` can rebuild the policy.
+    the tokenizer is built from all transcripts. With `actions_only` the likelihood counts only the
+    action tokens, log P(action | prompt), which is all the policy ever asks of the model: the game
+    text is read but not predicted, so a direction word is not one target lost among sixty, and the
+    validation loss measures decisions on unseen games. The policy gets the weights of the best
+    validation loss (best.pt). The run folder (config.run_path) gets what `train` writes plus
+    AGENT_FILE, so that `load_agent` can rebuild the policy.
 
     Args:
         episodes: expert trajectories (see `expert_episodes`), at least two.
         config: the training settings (default: `agent_config()`).
         history_steps: past (observation, action) pairs in each prompt (None: the whole episode);
             the policy uses the same.
+        actions_only: predict only the actions (False: every token of the transcripts, the plain
+            language-model objective).
         callback: called with each history row (e.g. a live loss plot).
     Returns:
         (the greedy LMPolicy named "lstm", the training history rows).
@@ -131,33 +171,42 @@ def clone_expert(
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     config = config or agent_config()
     held_out = max(1, round(len(episodes) * valid_fraction))
-    train_texts = [e for t in episodes[:-held_out] for e in examples(t, history_steps)]
-    valid_texts = [e for t in episodes[-held_out:] for e in examples(t, history_steps)]
-    tokenizer = train_tokenizer(
-        config.tokenizer, "".join(train_texts + valid_texts), config.vocab_size or None
-    )
+    splits = {
+        "train": [e for t in episodes[:-held_out] for e in example_segments(t, history_steps)],
+        "valid": [e for t in episodes[-held_out:] for e in example_segments(t, history_steps)],
+    }
+    corpus = "".join(text for texts in splits.values() for e in texts for text, _ in e)
+    tokenizer = train_tokenizer(config.tokenizer, corpus, config.vocab_size or None)
+    streams = {name: encode_examples(texts, tokenizer) for name, texts in splits.items()}
+    chars = {
+        name: sum(len(text) for e in texts for text, act in e if act or not actions_only)
+        for name, texts in splits.items()
+    }
     data = TokenSplits(
-        train=encode_examples(train_texts, tokenizer),
-        valid=encode_examples(valid_texts, tokenizer),
+        train=streams["train"][0],
+        valid=streams["valid"][0],
         test=torch.empty(0, dtype=torch.long),
-        chars={"train": sum(map(len, train_texts)), "valid": sum(map(len, valid_texts)), "test": 0},
+        chars={**chars, "test": 0},
+        masks={name: mask for name, (_, mask) in streams.items()} if actions_only else {},
     )
     model = build_model(config, tokenizer.vocab_size)
     history = train(model, data, config, tokenizer, callback)
+    best = config.run_path / BEST_FILE
+    model.load_state_dict(load_checkpoint(best)["model"])
     (config.run_path / AGENT_FILE).write_text(json.dumps({"history_steps": history_steps}) + "\n")
     policy = LMPolicy(LSTMScorer(model.eval(), tokenizer), history_steps=history_steps, name="lstm")
     return policy, history
 
 
 def load_agent(run_path: str | Path, device: str = "cpu", **policy_args: Any) -> LMPolicy:
-    """Rebuild the policy that `clone_expert` trained in `run_path` (its final weights).
+    """Rebuild the policy that `clone_expert` trained in `run_path` (its best weights, best.pt).
 
     Args:
         policy_args: LMPolicy settings (greedy, temperature, length_norm, seed, name).
     Returns:
         The LMPolicy, with the history_steps it was trained with.
     Raises:
-        CheckpointError: no usable checkpoint.pt in run_path.
+        CheckpointError: no usable best.pt in run_path.
         FileNotFoundError: run_path has no AGENT_FILE (it is not a cloning run).
     """
     folder = Path(run_path)
@@ -167,7 +216,7 @@ def load_agent(run_path: str | Path, device: str = "cpu", **policy_args: Any) ->
             "train one with clone_expert(...) and pass its config.run_path."
         )
     settings = json.loads((folder / AGENT_FILE).read_text())
-    model, tokenizer = load_model(folder / "checkpoint.pt", device=device)
+    model, tokenizer = load_model(folder / BEST_FILE, device=device)
     policy_args.setdefault("name", "lstm")
     return LMPolicy(
         LSTMScorer(model, tokenizer), history_steps=settings["history_steps"], **policy_args
