@@ -128,6 +128,24 @@ def test_the_trained_agent_loads_back_from_its_run_folder(cloned):
     assert again.act(obs, info, []).probs == pytest.approx(policy.act(obs, info, []).probs)
 
 
+def test_a_layout_with_the_last_action_gives_one_text_per_decision(tmp_path):
+    episode = run_episode(ExpertPolicy(), Corridor(), 1)
+    options = {"show_goal": False, "last_action": True}
+    texts = examples(episode, None, **options)  # whole history, yet one text per decision
+    assert len(texts) == episode.num_steps
+    assert texts[1].endswith("Last action: go east\n> go east\n") and "Goal" not in texts[1]
+    config = agent_config(
+        run_dir=str(tmp_path), name="layout", embed_dim=8, hidden_dim=16, batch_size=4, bptt=16,
+        max_steps=4, eval_every=2, device="cpu",
+    )  # fmt: skip
+    policy, _ = clone_expert(expert_episodes(Corridor(), range(4)), config, 1, **options)
+    again = load_agent(config.run_path)
+    assert policy.prompt_options == again.prompt_options == options
+    obs, info = Corridor().reset(1)
+    again.act(obs, info, [])
+    assert again.last_prompt == "A corridor.\nLast action: none\n> "
+
+
 def test_bad_cloning_input_is_explained(tmp_path):
     with pytest.raises(ValueError, match="at least two expert episodes"):
         clone_expert(expert_episodes(Corridor(), [0]))

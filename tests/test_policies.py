@@ -72,6 +72,20 @@ def test_prompt_shows_goal_recent_history_and_ends_where_the_action_begins():
     assert example == prompt + "take coin" + END_OF_ACTION
 
 
+def test_the_layout_switches_drop_the_goal_and_restate_the_last_action():
+    prompt = format_prompt("take the coin", HISTORY, OBS, 0, show_goal=False, last_action=True)
+    assert "Goal" not in prompt and "take the coin" not in prompt
+    assert prompt.endswith(f"There is a coin on the floor.\nLast action: look\n{ACTION_MARK}")
+    first = format_prompt("g", [], OBS, 0, last_action=True)
+    assert first.startswith("Goal: g\n") and first.endswith(f"Last action: none\n{ACTION_MARK}")
+    scorer = FixedScorer([0.0] * len(ACTIONS))
+    policy = LMPolicy(scorer, history_steps=0, show_goal=False, last_action=True)
+    policy.act(OBS, INFO, HISTORY)
+    assert policy.last_prompt == format_prompt(
+        INFO["goal"], HISTORY, OBS, 0, show_goal=False, last_action=True
+    )
+
+
 def test_with_the_whole_history_each_prompt_extends_the_previous_example():
     for i in range(len(HISTORY)):
         step = HISTORY[i]

@@ -75,7 +75,7 @@ Segment = tuple[str, bool]  # a piece of a training text, and whether it is an a
 
 
 def example_segments(
-    trajectory: Trajectory, history_steps: int | None = None
+    trajectory: Trajectory, history_steps: int | None = None, **options: bool
 ) -> list[list[Segment]]:
     """The training texts of one episode, each cut into prompt text and the actions to learn.
 
@@ -86,15 +86,21 @@ def example_segments(
     transcript, in which every action is marked once; with a window of history each text marks only
     its last action (the earlier ones are context, learnt in their own texts).
 
+    Args:
+        options: format_prompt's layout switches (show_goal, last_action). With last_action on, a
+            prompt is no longer a prefix of the next, so each decision is a text of its own.
     Returns:
         One list of (text, is_action) segments per text; joined, a text is `format_example`'s.
     """
     steps = trajectory.steps
     texts: list[list[Segment]] = []
+    whole = history_steps is None and not options.get("last_action", False)
     for i in range(len(steps)):
-        prompt = format_prompt(trajectory.goal, steps[:i], steps[i]["observation"], history_steps)
+        prompt = format_prompt(
+            trajectory.goal, steps[:i], steps[i]["observation"], history_steps, **options
+        )
         action: Segment = (steps[i]["action"] + END_OF_ACTION, True)
-        if history_steps is None and texts:
+        if whole and texts:
             done = "".join(text for text, _ in texts[0])
             texts[0] += [(prompt[len(done) :], False), action]
         else:
@@ -102,11 +108,13 @@ def example_segments(
     return texts
 
 
-def examples(trajectory: Trajectory, history_steps: int | None = None) -> list[str]:
+def examples(
+    trajectory: Trajectory, history_steps: int | None = None, **options: bool
+) -> list[str]:
     """The training texts of one episode as plain strings (see `example_segments`)."""
     return [
         "".join(text for text, _ in segments)
-        for segments in example_segments(trajectory, history_steps)
+        for segments in example_segments(trajectory, history_steps, **options)
     ]
 
 
@@ -138,6 +146,7 @@ def clone_expert(
     valid_fraction: float = 0.1,
     actions_only: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    **options: bool,
 ) -> tuple[LMPolicy, list[dict[str, Any]]]:
     """Fit an LSTM to expert transcripts by maximum likelihood and wrap it as an LMPolicy.
 
@@ -157,6 +166,8 @@ def clone_expert(
         actions_only: predict only the actions (False: every token of the transcripts, the plain
             language-model objective).
         callback: called with each history row (e.g. a live loss plot).
+        options: format_prompt's layout switches (show_goal, last_action), used for training and
+            by the policy.
     Returns:
         (the greedy LMPolicy named "lstm", the training history rows).
     Raises:
@@ -172,8 +183,12 @@ def clone_expert(
     config = config or agent_config()
     held_out = max(1, round(len(episodes) * valid_fraction))
     splits = {
-        "train": [e for t in episodes[:-held_out] for e in example_segments(t, history_steps)],
-        "valid": [e for t in episodes[-held_out:] for e in example_segments(t, history_steps)],
+        "train": [
+            e for t in episodes[:-held_out] for e in example_segments(t, history_steps, **options)
+        ],
+        "valid": [
+            e for t in episodes[-held_out:] for e in example_segments(t, history_steps, **options)
+        ],
     }
     corpus = "".join(text for texts in splits.values() for e in texts for text, _ in e)
     tokenizer = train_tokenizer(config.tokenizer, corpus, config.vocab_size or None)
@@ -193,8 +208,9 @@ def clone_expert(
     history = train(model, data, config, tokenizer, callback)
     best = config.run_path / BEST_FILE
     model.load_state_dict(load_checkpoint(best)["model"])
-    (config.run_path / AGENT_FILE).write_text(json.dumps({"history_steps": history_steps}) + "\n")
-    policy = LMPolicy(LSTMScorer(model.eval(), tokenizer), history_steps=history_steps, name="lstm")
+    layout = {"history_steps": history_steps, **options}
+    (config.run_path / AGENT_FILE).write_text(json.dumps(layout) + "\n")
+    policy = LMPolicy(LSTMScorer(model.eval(), tokenizer), **layout, name="lstm")
     return policy, history
 
 
@@ -204,7 +220,8 @@ def load_agent(run_path: str | Path, device: str = "cpu", **policy_args: Any) ->
     Args:
         policy_args: LMPolicy settings (greedy, temperature, length_norm, seed, name).
     Returns:
-        The LMPolicy, with the history_steps it was trained with.
+        The LMPolicy, with the prompt layout it was trained with (history_steps, show_goal,
+        last_action).
     Raises:
         CheckpointError: no usable best.pt in run_path.
         FileNotFoundError: run_path has no AGENT_FILE (it is not a cloning run).
@@ -218,6 +235,4 @@ def load_agent(run_path: str | Path, device: str = "cpu", **policy_args: Any) ->
     settings = json.loads((folder / AGENT_FILE).read_text())
     model, tokenizer = load_model(folder / BEST_FILE, device=device)
     policy_args.setdefault("name", "lstm")
-    return LMPolicy(
-        LSTMScorer(model, tokenizer), history_steps=settings["history_steps"], **policy_args
-    )
+    return LMPolicy(LSTMScorer(model, tokenizer), **settings, **policy_args)

@@ -39,15 +39,22 @@ def _squeeze(text: str) -> str:
 
 
 def format_prompt(
-    goal: str, history: list[dict[str, Any]], observation: str, history_steps: int | None = None
+    goal: str,
+    history: list[dict[str, Any]],
+    observation: str,
+    history_steps: int | None = None,
+    *,
+    show_goal: bool = True,
+    last_action: bool = False,
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
-        Goal: <goal>
+        Goal: <goal>                      (show_goal)
         <observation t-k>
         > <action t-k>
         ...
         <observation t>
+        Last action: <action t-1>         (last_action; "none" at the first step)
         >
 
     The prompt ends with ACTION_MARK, exactly where the action's text begins, so an action is scored
@@ -60,7 +67,13 @@ def format_prompt(
         observation: the current observation.
         history_steps: how many past (observation, action) pairs to show: 0 none, None all
             (then the prompt is the whole episode so far, and every prompt of an episode is a
-            prefix of the next one).
+            prefix of the next one, unless last_action is on).
+        show_goal: open with the goal. Off where the goal adds nothing the observations do not
+            say: Coin Collector's goal restates the walkthrough, a paragraph of direction words
+            that a small LSTM must read past before each decision.
+        last_action: restate the last action on the line before ACTION_MARK, so that the model
+            need not carry it across the observation (Coin Collector: the way back is the one exit
+            not to take).
     Returns:
         The prompt.
     Raises:
@@ -71,12 +84,14 @@ def format_prompt(
             "the prompt would be empty: both the goal and the observation are blank; pass the "
             "environment's observation and info['goal'] (from reset or step)."
         )
-    parts = [f"Goal: {_squeeze(goal)}"]
+    parts = [f"Goal: {_squeeze(goal)}"] if show_goal else []
     past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
     for step in past:
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
     parts.append(_squeeze(observation))
+    if last_action:
+        parts.append(f"Last action: {history[-1]['action'] if history else 'none'}")
     return "\n".join(parts) + "\n" + ACTION_MARK
 
 
@@ -86,9 +101,12 @@ def format_example(
     observation: str,
     action: str,
     history_steps: int | None = None,
+    **options: bool,
 ) -> str:
-    """One training example: the prompt `format_prompt` builds, followed by the action taken."""
-    return format_prompt(goal, history, observation, history_steps) + action + END_OF_ACTION
+    """One training example: the prompt `format_prompt` builds (with `options`), then the action."""
+    return (
+        format_prompt(goal, history, observation, history_steps, **options) + action + END_OF_ACTION
+    )
 
 
 def _check_history_steps(history_steps: int | None) -> None:
@@ -193,9 +211,14 @@ class LMPolicy:
         length_norm: bool = False,
         seed: int = 0,
         name: str = "lm",
+        show_goal: bool = True,
+        last_action: bool = False,
     ) -> None:
-        """Raises:
-        ValueError: temperature <= 0 or history_steps < 0.
+        """Args:
+            history_steps, show_goal, last_action: the prompt's layout (see `format_prompt`); a
+                cloned agent must act with the layout it was trained on (`load_agent` does).
+        Raises:
+            ValueError: temperature <= 0 or history_steps < 0.
         """
         if temperature <= 0:
             raise ValueError(
@@ -205,6 +228,7 @@ class LMPolicy:
         _check_history_steps(history_steps)
         self.scorer = scorer
         self.history_steps = history_steps
+        self.prompt_options = {"show_goal": show_goal, "last_action": last_action}
         self.greedy = greedy
         self.temperature = temperature
         self.length_norm = length_norm
@@ -264,7 +288,9 @@ class LMPolicy:
             ValueError: no admissible actions, or an empty prompt.
         """
         actions = list(info["admissible_actions"])
-        self.last_prompt = format_prompt(info["goal"], history, observation, self.history_steps)
+        self.last_prompt = format_prompt(
+            info["goal"], history, observation, self.history_steps, **self.prompt_options
+        )
         probs, note = self.distribution(self.last_prompt, actions)  # (N,)
         if self.greedy:
             index = int(probs.argmax())
@@ -326,9 +352,13 @@ class GenerativePolicy:
         temperature: float = 1.0,
         seed: int = 0,
         name: str = "generative",
+        show_goal: bool = True,
+        last_action: bool = False,
     ) -> None:
-        """Raises:
-        ValueError: temperature <= 0, history_steps < 0 or max_new_tokens < 1.
+        """Args:
+            history_steps, show_goal, last_action: the prompt's layout (see `format_prompt`).
+        Raises:
+            ValueError: temperature <= 0, history_steps < 0 or max_new_tokens < 1.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be above 0, got {temperature}; or use greedy=True")
@@ -337,6 +367,7 @@ class GenerativePolicy:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.scorer = scorer
         self.history_steps = history_steps
+        self.prompt_options = {"show_goal": show_goal, "last_action": last_action}
         self.max_new_tokens = max_new_tokens
         self.greedy = greedy
         self.temperature = temperature
@@ -360,7 +391,9 @@ class GenerativePolicy:
         Raises:
             ValueError: no admissible actions, or an empty prompt.
         """
-        self.last_prompt = format_prompt(info["goal"], history, observation, self.history_steps)
+        self.last_prompt = format_prompt(
+            info["goal"], history, observation, self.history_steps, **self.prompt_options
+        )
         seed = int(torch.randint(2**62, (), generator=self._generator))
         text = self.scorer.write(
             self.last_prompt, self.max_new_tokens, self.greedy, self.temperature, seed
