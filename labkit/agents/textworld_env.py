@@ -83,7 +83,8 @@ def challenge_settings(kind: str, level: int, settings: dict[str, Any] | None = 
     """The TextWorld challenge settings for one of our (kind, level) pairs.
 
     coin_collector: level 1-100 = rooms on the path to the coin. treasure_hunter: level 1-30
-    (TextWorld's own scale: 1-10 five open rooms, 11-20 doors and containers, 21-30 locks).
+    (TextWorld's own scale: 1-10 five open rooms, 11-20 doors and containers, 21-30 locks; quest
+    lengths are rounded from a linspace, so levels 1 and 2, 3 and 4, ... give the same games).
     tw_simple: level 1/2/3 = dense/balanced/sparse rewards, detailed goal. tw_cooking: level 1-5
     from one ingredient in one room to three ingredients, nine rooms, cutting, cooking and a
     limited inventory (see `_COOKING`). `settings` overrides any of these challenge settings.
