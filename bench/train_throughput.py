@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         device=device, run_dir=tmp, overrides=overrides,
                     )  # fmt: skip
                     base = base or r["tokens_per_s"]
-                    peak = peak_flops(device, "fp32")
+                    peak = peak_flops(device, "bf16")  # None on a CPU
                     flops = r["tokens_per_s"] * r["flops_per_token"]
                     rows.append({
                         "kind": kind, "hidden": size, "run": label, **r,
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "\nGFLOP/s: model FLOPs (train_flops_per_token, the full-softmax count) x tokens/s. "
-        "MFU: over the device's datasheet fp32 peak (none listed for CPUs). peak MB: the "
+        "MFU: over the card's dense bf16 peak (labkit.hardware; none for CPUs), for every row, so "
+        "the fp32 baseline's share shows what bf16 autocast and the other switches win. peak MB: the "
         "worker's peak RSS (CUDA: peak allocation); +MB: above the RSS after imports."
     )
     return 0

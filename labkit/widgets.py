@@ -217,26 +217,17 @@ _QUOTED = re.compile(r'"(.*)"', re.S)  # the customer's words inside the desk's 
 
 
 class _TypedRequest:
-    """A CustomerServiceEnv whose generated request is replaced, in the text the agent reads, by a
-    person's words. The tool calls run on the real database; the desk's verdict still judges its
-    own generated request, which `ServiceChat` says when the words differ."""
+    """A CustomerServiceEnv whose every reset takes a person's words as the customer's request
+    (`CustomerServiceEnv.reset(seed, request=...)`), so that the harness can run it as any env."""
 
     def __init__(self, env: CustomerServiceEnv, request: str) -> None:
         self.env, self.request, self.name = env, request, env.name
-        self.generated = ""
-
-    def _swap(self, text: str) -> str:
-        return text.replace(self.generated, self.request) if self.generated else text
 
     def reset(self, seed: int | None = None) -> tuple[str, dict[str, Any]]:
-        observation, info = self.env.reset(seed)
-        found = _QUOTED.search(observation)
-        self.generated = found.group(1) if found else ""
-        return self._swap(observation), dict(info, goal=self._swap(info["goal"]))
+        return self.env.reset(seed, request=self.request)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        return observation, reward, terminated, truncated, dict(info, goal=self._swap(info["goal"]))
+        return self.env.step(action)
 
     def close(self) -> None:
         self.env.close()
@@ -247,7 +238,8 @@ class ServiceChat:
 
     The shop's database comes from the episode seed; the customer's orders are listed so that the
     person can write about one of them, and the desk's own request is suggested in the text box.
-    Sending runs a whole episode (harness `run_episode`) and shows every tool call and its output.
+    Sending runs a whole episode on the typed words (harness `run_episode`), shows every tool call
+    and its output, and the desk's verdict by its rules for that request.
     """
 
     def __init__(self, policy: Policy, seed: int = 0, max_steps: int = 10) -> None:
@@ -296,7 +288,8 @@ class ServiceChat:
         Returns:
             The episode's trajectory (also appended to `trajectories`).
         Raises:
-            ValueError: the request is blank (nothing is run).
+            ValueError: the request is blank, names none of the customer's orders, or asks for
+                nothing the desk does (nothing is run; the conversation says what to write).
         """
         words = self.request.value.strip()
         if not words:
@@ -312,6 +305,11 @@ class ServiceChat:
             self.conversation.value = _pre(lines)
 
         env = _TypedRequest(CustomerServiceEnv(self.max_steps), words)
+        try:
+            env.reset(self.seed)  # the desk must understand the words before the agent acts
+        except ValueError as e:
+            self.conversation.value = _pre([f"Customer: {words}", f"Desk: {e}"])
+            raise
         trajectory = run_episode(self.policy, env, self.seed, self.max_steps, on_step=show)
         env.close()
         # Each step's tool output is the next step's observation; the last one is final_observation.
@@ -322,11 +320,6 @@ class ServiceChat:
             for line in (agent, f"Tool:     {output}")
         ]
         lines.append(f"[{trajectory.outcome}] {trajectory.reason}")
-        if env.generated and words != env.generated:
-            lines.append(
-                "(the desk judges the request it generated, not typed words: read the verdict as "
-                "what its rules expected for that request)"
-            )
         self.conversation.value = _pre(lines)
         show_action_distribution(self.chart, last.get("probs", {}), last.get("action"))
         self.trajectories.append(trajectory)

@@ -242,6 +242,29 @@ def test_customer_service_wrong_refunds_lose():
     assert env.db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 1
 
 
+def test_customer_service_judges_a_typed_request_by_the_order_it_names():
+    env = tool_env(CustomerServiceEnv, "refund")  # the target is damaged or lost, within the limit
+    seed, target = env.seed, env.target
+    other = next(o for o in env._orders if o != target)  # processing, shipped or delivered
+    for words, case in ((f"Order {target} came broken, money back please", "refund"),
+                        (f"refund order {other}!", "refund_not_eligible"),
+                        (f"I want a manager about order {other}", "repeat_complaint"),
+                        (f"please cancel {other}", None)):  # fmt: skip
+        observation, info = env.reset(seed, request=words)
+        assert words in observation and words in info["goal"]
+        status = env._order(other)["status"]
+        case = case or ("cancel" if status == "processing" else "cancel_too_late")
+        assert env.case == case
+        terminated = False
+        while not terminated:  # the expert follows the rules for these words; the desk agrees
+            _, _, terminated, _, info = env.step(info["expert_action"])
+        assert info["won"], info["verdict"]
+    with pytest.raises(ValueError, match="name exactly one of the customer's orders"):
+        env.reset(seed, request=f"orders {target} and {other}: where are they?")
+    with pytest.raises(ValueError, match="no status reply"):
+        env.reset(seed, request=f"where is order {target}?")  # damaged or lost: ask for a refund
+
+
 def test_customer_service_answer_needs_a_look_up_and_the_true_status():
     env = tool_env(CustomerServiceEnv, "where_is")
     status = env.db.execute("SELECT status FROM orders WHERE id = ?", (env.target,)).fetchone()[0]

@@ -93,12 +93,25 @@ def test_chat_runs_an_episode_from_the_typed_request():
     assert _bars(chat.chart) == ([trajectory.steps[-1]["action"]], [1.0])
 
 
-def test_chat_acts_on_typed_words_and_refuses_a_blank_request():
-    chat = ServiceChat(RandomPolicy(seed=1), seed=5)
-    chat.request.value = "Hello, can you check my last order?"
+def test_chat_judges_the_typed_words_and_refuses_what_it_cannot_read():
+    chat = ServiceChat(ExpertPolicy(), seed=5)
+    env = CustomerServiceEnv()
+    env.reset(5)
+    order = env._orders[-1]
+    chat.request.value = f"Please cancel order {order}."  # a request of the person's own
     trajectory = chat.send()
-    assert "Hello, can you check my last order?" in trajectory.goal
-    assert trajectory.steps and "judges the request it generated" in chat.conversation.value
+    assert f"Please cancel order {order}." in trajectory.goal
+    assert trajectory.won  # the expert follows the rules for these words, and the desk agrees
+    status = env._order(order)["status"]
+    expected = f"cancel {order}" if status == "processing" else "reply cannot_cancel"
+    assert expected in [s["action"] for s in trajectory.steps]
+    env.close()
+    for words, problem in (("Hello, can you check my last order?", "name exactly one"),
+                           (f"I like order {order}.", "cannot tell what the request asks")):  # fmt: skip
+        chat.request.value = words
+        with pytest.raises(ValueError, match=problem):
+            chat.send()
+        assert "Desk:" in chat.conversation.value
     chat.request.value = "   "
     with pytest.raises(ValueError, match="request is empty"):
         chat.send()

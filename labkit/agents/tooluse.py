@@ -16,6 +16,7 @@ call, and at the end "verdict" (why the episode was won or lost).
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
@@ -154,6 +155,13 @@ _REQUESTS = {
         "Still nothing about order {o}?! I have complained twice already. Escalate this now.",
     ),
 }
+# What a typed request asks for, by the first group whose words it contains (in this order).
+_KEYWORDS = {
+    "repeat_complaint": ("manager", "supervisor", "escalate", "third time", "twice"),
+    "refund": ("refund", "money back", "broken", "damaged", "lost", "never arrived"),
+    "cancel": ("cancel",),
+    "where_is": ("where", "status", "news", "track", "when", "check"),
+}
 _FIRST = ("Ana", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas")
 _LAST = ("Silva", "Meyer", "Dubois", "Okafor", "Rossi", "Kim", "Novak", "Haddad")
 _ITEMS = ("kettle", "desk lamp", "headphones", "office chair", "coffee grinder", "backpack")
@@ -243,6 +251,10 @@ class CustomerServiceEnv(_ToolEnv):
         else:
             kind = self.case.removesuffix("_too_late")
         request = rng.choice(_REQUESTS[kind]).format(o=self.target, item=order["item"])
+        return self._pose(request)
+
+    def _pose(self, request: str) -> str:
+        """Set the goal for `request` (about self.target) and return the customer's message."""
         self.goal = (
             f'You are a customer-service agent. Resolve this request: "{request}" Rules: look up '
             "an order before acting on it or answering about it; refund only orders whose status "
@@ -250,7 +262,62 @@ class CustomerServiceEnv(_ToolEnv):
             "those above the limit; cancel only orders still processing; escalate repeat "
             "complaints at once; finish by replying to the customer or escalating."
         )
-        return f'{order["customer"]} (customer {self.customer}) writes: "{request}"'
+        name = self._order(self.target)["customer"]
+        return f'{name} (customer {self.customer}) writes: "{request}"'
+
+    def reset(
+        self, seed: int | None = None, request: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Start an episode: the shop and customer of `seed`, and their request.
+
+        Args:
+            request: a person's own words in place of the generated request. They must name one
+                of the customer's orders and ask where it is, for a refund, for a cancellation or
+                for a manager; that and the order's state in the database decide what a correct
+                resolution is, by the same rules as a generated request.
+        Returns:
+            (the customer's message, info).
+        Raises:
+            ValueError: the words name none (or several) of the customer's orders, or ask for
+                nothing the desk does; the message says what to write.
+        """
+        observation, info = super().reset(seed)
+        if request is None:
+            return observation, info
+        self.target, self.case = self._read_request(request)
+        return self._pose(request.strip()), self._info()
+
+    def _read_request(self, request: str) -> tuple[int, str]:
+        """(the order, the case) that a typed request is about, judged on the database."""
+        named = {int(n) for n in re.findall(r"\d+", request)} & set(self._orders)
+        orders = ", ".join(map(str, self._orders))
+        if len(named) != 1:
+            raise ValueError(
+                f"the request must name exactly one of the customer's orders ({orders}), e.g. "
+                f"'Where is my order {self._orders[0]}?'; it names {len(named)}."
+            )
+        target = named.pop()
+        text = request.lower()
+        kind = next((k for k, words in _KEYWORDS.items() if any(w in text for w in words)), "")
+        if not kind:
+            raise ValueError(
+                "the desk cannot tell what the request asks for: say where the order is, a refund "
+                "(broken, damaged, lost), a cancellation, or a manager."
+            )
+        order = self._order(target)
+        status, price = order["status"], order["price"]
+        if kind == "refund":
+            if status not in ("damaged", "lost"):
+                return target, "refund_not_eligible"
+            return target, "refund" if price <= self.refund_limit else "refund_over_limit"
+        if kind == "cancel":
+            return target, "cancel" if status == "processing" else "cancel_too_late"
+        if kind == "where_is" and status not in REPLIES:
+            raise ValueError(
+                f"order {target} is {status}, which the desk has no status reply for; ask for a "
+                "refund instead."
+            )
+        return target, kind  # "where_is" or "repeat_complaint"
 
     def _order(self, order_id: int) -> dict[str, Any] | None:
         """One order joined with its customer's name, or None."""
