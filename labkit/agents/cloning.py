@@ -95,16 +95,17 @@ def example_segments(
     steps = trajectory.steps
     texts: list[list[Segment]] = []
     whole = history_steps is None and not options.get("last_action", False)
+    written = 0  # characters of the single transcript so far (whole history only)
     for i in range(len(steps)):
         prompt = format_prompt(
             trajectory.goal, steps[:i], steps[i]["observation"], history_steps, **options
         )
         action: Segment = (steps[i]["action"] + END_OF_ACTION, True)
         if whole and texts:
-            done = "".join(text for text, _ in texts[0])
-            texts[0] += [(prompt[len(done) :], False), action]
+            texts[0] += [(prompt[written:], False), action]
         else:
             texts.append([(prompt, False), action])
+        written = len(prompt) + len(action[0])
     return texts
 
 
@@ -183,12 +184,8 @@ def clone_expert(
     config = config or agent_config()
     held_out = max(1, round(len(episodes) * valid_fraction))
     splits = {
-        "train": [
-            e for t in episodes[:-held_out] for e in example_segments(t, history_steps, **options)
-        ],
-        "valid": [
-            e for t in episodes[-held_out:] for e in example_segments(t, history_steps, **options)
-        ],
+        name: [e for t in part for e in example_segments(t, history_steps, **options)]
+        for name, part in (("train", episodes[:-held_out]), ("valid", episodes[-held_out:]))
     }
     corpus = "".join(text for texts in splits.values() for e in texts for text, _ in e)
     tokenizer = train_tokenizer(config.tokenizer, corpus, config.vocab_size or None)
