@@ -4,11 +4,16 @@ A checkpoint holds everything a run needs to continue exactly where it stopped (
 schedule, RNG states, the carried LSTM state, step, history) plus what a reader needs to use the
 model (its config and the tokenizer as JSON). Only plain types and tensors go in, so that
 `torch.load(weights_only=True)` can read it: loading a checkpoint never runs code from the file.
+A hand-edited or foreign checkpoint raises CheckpointError saying what does not fit, never a
+KeyError or a shape error from deep inside torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +26,9 @@ if TYPE_CHECKING:
 
 FORMAT = "labkit-checkpoint"  # the tag every checkpoint carries
 VERSION = 1  # bumped when the payload's keys change meaning
+MODEL_KEYS = ("model", "model_config")  # what rebuilding the model reads
+RESUME_KEYS = (*MODEL_KEYS, "optimizer", "progress", "rng", "lstm_state", "config")  # and resuming
+_FIX = "use a checkpoint.pt or best.pt written by labkit train, or train again"
 
 
 class CheckpointError(RuntimeError):
@@ -46,6 +54,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # from a killed writer
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -65,11 +75,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for bad files: all mean "unusable"
-        reason = f"{type(e).__name__}: {str(e).strip()[:200]}".split("\n")[0]
         raise CheckpointError(
             f"cannot read checkpoint {path}: it is truncated, corrupt, or holds objects other than "
-            f"tensors and plain values ({reason}). Use best.pt from the same run folder (copy it "
-            "over checkpoint.pt to resume from it), or train again."
+            f"tensors and plain values ({_load_error(e)}). Use best.pt from the same run folder "
+            "(copy it over checkpoint.pt to resume from it), or train again."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
@@ -84,12 +93,98 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def model_from_payload(payload: dict[str, Any]) -> LSTMLanguageModel:
-    """Rebuild the model of a checkpoint payload, weights loaded, on the CPU."""
-    values = dict(payload["model_config"])
-    values["adaptive_cutoffs"] = tuple(values.get("adaptive_cutoffs", ()))
-    model = LSTMLanguageModel(ModelConfig(**values))
-    model.load_state_dict(payload["model"])
+def _load_error(e: Exception) -> str:
+    """torch.load's reason in one complete sentence (its own messages run to paragraphs)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch colours part of its message
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:  # weights_only refused a pickled callable or class: the unsafe case
+        return f"a pickled {unsafe.group(1)}, which could run code when loaded; labkit never does"
+    if "WeightsUnpickler error:" in text:  # skip torch's advice to load it unsafely
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def require_keys(payload: dict[str, Any], keys: tuple[str, ...], path: str | Path) -> None:
+    """Raise CheckpointError naming the keys of `keys` that `payload` lacks."""
+    missing = [k for k in keys if k not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{path} lacks {', '.join(map(repr, missing))}, so it was edited or written by other "
+            f"code; {_FIX}."
+        )
+
+
+def check_model_config(values: Any, path: str | Path) -> dict[str, Any]:
+    """The checkpoint's model settings as ModelConfig keyword arguments.
+
+    Raises:
+        CheckpointError: not a dict, or missing or unknown ModelConfig fields.
+    """
+    if not isinstance(values, dict):
+        raise CheckpointError(
+            f"{path}: 'model_config' is a {type(values).__name__}, not a dict of settings; {_FIX}."
+        )
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    missing = [k for k in fields if k not in values and k != "adaptive_cutoffs"]  # () if absent
+    unknown = [k for k in values if k not in fields]
+    if missing or unknown:
+        problems = [f"missing {', '.join(missing)}"] * bool(missing)
+        problems += [f"unknown {', '.join(map(str, unknown))}"] * bool(unknown)
+        raise CheckpointError(
+            f"{path}: 'model_config' has {' and '.join(problems)} (ModelConfig has "
+            f"{', '.join(fields)}); {_FIX}."
+        )
+    values = dict(values)
+    cutoffs = values.get("adaptive_cutoffs", ())
+    values["adaptive_cutoffs"] = tuple(cutoffs) if isinstance(cutoffs, list | tuple) else cutoffs
+    return values
+
+
+def load_weights(model: torch.nn.Module, weights: Any, path: str | Path) -> None:
+    """model.load_state_dict(weights), after checking the names and shapes of every tensor.
+
+    Raises:
+        CheckpointError: not a dict of tensors, or tensors missing, extra or of the wrong shape.
+    """
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
+        raise CheckpointError(f"{path}: 'model' is not a dict of tensors; {_FIX}.")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    extra = [str(k) for k in weights if k not in expected]
+    shapes = [
+        f"{k} is {tuple(weights[k].shape)}, the model needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    problems = [f"missing tensors {', '.join(missing)}"] * bool(missing)
+    problems += [f"extra tensors {', '.join(extra)}"] * bool(extra)
+    problems += shapes
+    if problems:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model its settings describe ({'; '.join(problems)})"
+            f"; {_FIX}."
+        )
+    model.load_state_dict(weights)
+
+
+def model_from_payload(
+    payload: dict[str, Any], path: str | Path = "the checkpoint"
+) -> LSTMLanguageModel:
+    """Rebuild the model of a checkpoint payload, weights loaded, on the CPU.
+
+    Raises:
+        CheckpointError: the payload lacks the model or its settings, or they do not fit together.
+    """
+    require_keys(payload, MODEL_KEYS, path)
+    values = check_model_config(payload["model_config"], path)
+    try:
+        model = LSTMLanguageModel(ModelConfig(**values))
+    except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+        raise CheckpointError(f"{path}: unusable 'model_config' ({e}); {_FIX}.") from None
+    load_weights(model, payload["model"], path)
     return model
 
 
@@ -104,21 +199,25 @@ def load_model(
     Returns:
         (model, tokenizer).
     Raises:
-        CheckpointError: an unreadable file, a checkpoint without a tokenizer when none is given, or
-            a tokenizer whose vocabulary size differs from the model's.
+        CheckpointError: an unreadable file, model settings and weights that do not fit together
+            (missing or extra keys, wrong shapes), a checkpoint without a usable tokenizer when
+            none is given, or a tokenizer whose vocabulary size differs from the model's.
     """
     from labkit.tokenizer import tokenizer_from_json
 
     payload = load_checkpoint(path)
-    model = model_from_payload(payload).to(device).eval()
+    model = model_from_payload(payload, path).to(device).eval()
     vocab = model.config.vocab_size
     if tokenizer is None:
-        if not payload.get("tokenizer"):
+        if not isinstance(payload.get("tokenizer"), str) or not payload["tokenizer"]:
             raise CheckpointError(
                 f"{path} holds no tokenizer; pass the tokenizer the model was trained with "
                 "(load_model(path, tokenizer=...))."
             )
-        tokenizer = tokenizer_from_json(payload["tokenizer"])
+        try:
+            tokenizer = tokenizer_from_json(payload["tokenizer"], f"the tokenizer in {path}")
+        except ValueError as e:
+            raise CheckpointError(f"{e} ({path} was edited or written by other code.)") from None
     if tokenizer.vocab_size != vocab:
         raise CheckpointError(
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model in {path} was trained "

@@ -20,13 +20,21 @@ from pathlib import Path
 
 import torch
 
-from labkit.checkpoint import CheckpointError, load_model
+from labkit.checkpoint import CheckpointError, load_checkpoint, load_model, require_keys
 from labkit.config import ConfigError, from_dict, help_text, parse_overrides
 from labkit.corpus import _read_text
 from labkit.generate import SampleConfig, generate
 from labkit.likelihood import evaluate
 from labkit.runtime import pick_device
-from labkit.train import NonFiniteLossError, TrainConfig, build_model, prepare, train
+from labkit.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    build_model,
+    check_resume,
+    check_run_folder,
+    prepare,
+    train,
+)
 
 USAGE = """usage: labkit COMMAND [--key value]...
 
@@ -88,15 +96,52 @@ def _split_args(argv: list[str], *classes: type) -> list[object]:
     ]
 
 
+def _saved_settings(run: Path) -> tuple[dict, Path]:
+    """The settings a run was trained with: its config.json, else the copy in its checkpoint.pt.
+
+    Returns:
+        (the settings, less resume and overwrite; the file they came from).
+    Raises:
+        CheckpointError: no checkpoint.pt to resume from, or one without settings.
+        ConfigError: a config.json that is not a JSON object.
+    """
+    ckpt, saved = run / "checkpoint.pt", run / "config.json"
+    if not ckpt.is_file():
+        raise CheckpointError(
+            f"nothing to resume in {run}: it has no checkpoint.pt. Check --run_dir and --name, or "
+            "start the run without --resume true."
+        )
+    if saved.is_file():
+        try:
+            values = json.loads(saved.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            values = f"invalid JSON: {e}"
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{saved} does not hold the run's settings as a JSON object ({values!s:.80}); fix "
+                "it, or delete it to resume with the settings saved in checkpoint.pt."
+            )
+    else:  # the checkpoint carries the same settings
+        payload = load_checkpoint(ckpt)
+        require_keys(payload, ("config",), ckpt)
+        values, saved = payload["config"], ckpt
+        if not isinstance(values, dict):
+            raise CheckpointError(
+                f"{ckpt} records no settings (its 'config' is a {type(values).__name__}) and the "
+                f"run has no config.json; put the run's config.json back in {run}, or train again."
+            )
+    return {k: v for k, v in values.items() if k not in ("resume", "overwrite")}, saved
+
+
 def train_command(argv: list[str]) -> int:
     """labkit train: prepare the data, build the model, train, print the validation bits/char."""
     overrides = parse_overrides(argv)
     config = from_dict(TrainConfig, overrides)
-    saved = config.run_path / "config.json"
-    if config.resume and saved.is_file():  # resume with the run's settings, then the overrides
-        config = from_dict(
-            TrainConfig, overrides, from_dict(TrainConfig, json.loads(saved.read_text()))
-        )
+    if config.resume:  # resume with the run's own settings, then the overrides
+        saved, source = _saved_settings(config.run_path)
+        config = from_dict(TrainConfig, overrides, from_dict(TrainConfig, saved))
+        check_resume(saved, config, source)
+    check_run_folder(config)  # nothing of an earlier run is touched without --overwrite true
     _device(config.device)  # fail before the data is prepared
     rank0 = int(os.environ.get("RANK", "0")) == 0
     tokenizer, data = prepare(config)

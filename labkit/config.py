@@ -8,6 +8,7 @@ value to the field's declared type and rejecting unknown keys and values of the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -66,10 +67,14 @@ def _convert(name: str, text: Any, annotation: Any) -> Any:
             if annotation is int and isinstance(text, float) and not text.is_integer():
                 raise ValueError
             if annotation is float:
-                return float(text)
-            return int(text) if isinstance(text, float) else int(str(text))
+                value = float(text)
+            else:
+                return int(text) if isinstance(text, float) else int(str(text))
         except ValueError:
             raise ConfigError(f"--{name} expects {annotation.__name__}, got {text!r}") from None
+        if not math.isfinite(value):  # nan and inf parse as floats, but no setting can use them
+            raise ConfigError(f"--{name} expects a finite number, got {text!r}")
+        return value
     if annotation is str:
         return str(text)
     raise ConfigError(f"--{name}: unsupported field type {annotation!r}")
@@ -148,10 +153,10 @@ def help_text(cls: type) -> str:
 
 
 def require_positive(cfg: Any, *names: str) -> None:
-    """Raise ConfigError if any named field is zero or negative."""
+    """Raise ConfigError if any named field is zero, negative or NaN."""
     for name in names:
         value = getattr(cfg, name)
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:  # `not >` also catches NaN
             raise ConfigError(
                 f"{type(cfg).__name__}.{name} must be positive, got {value}; "
                 f"set --{name} to a value above 0."

@@ -8,6 +8,7 @@ model's distribution is reshaped (temperature, top-k, top-p) before a token is d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,9 +50,9 @@ class SampleConfig:
 
 def _check_filter(temperature: float, top_k: int, top_p: float) -> None:
     """Raise ConfigError (a ValueError) for settings `filter_distribution` cannot use."""
-    if temperature <= 0:
+    if not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(
-            f"temperature must be above 0, got {temperature}; use a small positive value "
+            f"temperature must be a finite number above 0, got {temperature}; use a small value "
             "(e.g. 0.1) for nearly greedy text, or greedy=True for the most likely token."
         )
     if top_k < 0:
@@ -76,7 +77,7 @@ def filter_distribution(
     Returns:
         (B, V) log-probabilities that sum to 1 per row, -inf on the tokens filtered out.
     Raises:
-        ValueError: temperature <= 0, top_k < 0 or top_p outside (0, 1].
+        ValueError: temperature not finite or <= 0, top_k < 0 or top_p outside (0, 1].
     """
     _check_filter(temperature, top_k, top_p)
     logp = torch.log_softmax(logp.float() / temperature, dim=-1)  # (B, V)
@@ -117,8 +118,8 @@ def generate(
         The continuation only (without the prompt): a str for a str prompt, else a list of str.
     Raises:
         ConfigError (a ValueError): an unknown override (the message lists the valid ones) or a bad
-            value (temperature <= 0 without greedy, top_k < 0, top_p outside (0, 1],
-            max_new_tokens < 0).
+            value (temperature not finite or <= 0 without greedy, top_k < 0, top_p outside
+            (0, 1], max_new_tokens < 0).
         TypeError: prompts is neither a str nor a list of str.
         ValueError: the tokenizer's vocabulary size differs from the model's.
     """

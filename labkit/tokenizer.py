@@ -122,17 +122,19 @@ class CharTokenizer(_TableTokenizer):
         return "".join([self.itos[i] for i in ids])
 
 
-# Words (with inner apostrophes: know'st, o'er), newlines, and each other non-space character alone.
-_WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|\n|[^\w\s]")
+# Each digit alone (so any number is spelt from ten tokens: an order id or a time never seen in
+# training is still read and written), words (with inner apostrophes: know'st, o'er), newlines,
+# and each other non-space character alone.
+_WORD_PATTERN = re.compile(r"\d|[^\W\d]+(?:['’][^\W\d]+)*|\n|[^\w\s]")
 _NO_SPACE_BEFORE = set(".,;:!?)]}”’-\n")
 _NO_SPACE_AFTER = set("([{“‘'-\n")
 
 
 class WordTokenizer(_TableTokenizer):
-    """Words, punctuation marks and newlines; the most frequent words of the training text.
+    """Words, digits, punctuation marks and newlines; the most frequent words of the training text.
 
     Not byte-exact: decode puts one space between words and none before closing punctuation, after
-    opening brackets and quotes, around hyphens, or next to a newline. What it keeps is the token
+    opening brackets and quotes, around hyphens, between digits, or next to a newline. What it keeps is the token
     sequence: encode(decode(ids)) == ids for any ids without <unk>.
     """
 
@@ -144,13 +146,14 @@ class WordTokenizer(_TableTokenizer):
 
     def _decode(self, ids: list[int]) -> str:
         parts: list[str] = []
-        prev = "\n"  # the start of the text acts like the start of a line
+        prev = before = "\n"  # the start of the text acts like the start of a line
         for i in ids:
             token = self.itos[i]
-            if prev not in _NO_SPACE_AFTER and token not in _NO_SPACE_BEFORE:
-                parts.append(" ")
+            number = token.isdigit() and (prev.isdigit() or (prev == ":" and before.isdigit()))
+            if prev not in _NO_SPACE_AFTER and token not in _NO_SPACE_BEFORE and not number:
+                parts.append(" ")  # (digits of one number, and times such as 09:30, stay joined)
             parts.append(token)
-            prev = token
+            before, prev = prev, token
         return "".join(parts)
 
 

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from labkit.batching import IGNORE_INDEX, batchify, num_windows, shard_rows, window
-from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from labkit.checkpoint import (
+    RESUME_KEYS,
+    CheckpointError,
+    check_model_config,
+    load_checkpoint,
+    load_weights,
+    require_keys,
+    save_checkpoint,
+)
 from labkit.config import ConfigError, require_positive, to_dict
 from labkit.corpus import TokenSplits, encode_corpus, load_corpus
 from labkit.likelihood import Score, evaluate, mean_nll, token_logprobs
@@ -42,6 +50,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 PLATEAU_FACTOR = 0.5  # schedule="plateau" multiplies the lr by this at an evaluation without gain
+# What train() writes into a run folder; labkit train refuses to start a run where these are.
+RUN_FILES = ("config.json", "tokenizer.json", "history.jsonl", "checkpoint.pt", "best.pt")
+# The settings a resumed run may change: budgets, evaluation, the machine, where the run lies, and
+# the two that the non-finite-loss advice names (lr, grad_clip). Every other one (data, tokenizer,
+# model, batches, optimizer) must equal the run's own, so that a resumed run never mixes two setups.
+RESUME_MAY_CHANGE = (
+    "max_steps", "max_minutes", "eval_every", "eval_windows", "patience", "checkpoint_every",
+    "lr", "grad_clip", "device", "amp", "compile", "threads", "progress", "run_dir", "name",
+    "resume", "overwrite",
+)  # fmt: skip
 
 
 @dataclass
@@ -92,6 +110,7 @@ class TrainConfig:
     name: str = "shakespeare-char"  # this run's folder inside run_dir
     checkpoint_every: int = 200  # steps between checkpoint.pt writes (also at evaluations, the end)
     resume: bool = False  # continue from run_dir/name/checkpoint.pt
+    overwrite: bool = False  # labkit train: replace the run in run_dir/name instead of refusing
     progress: bool = True  # show a progress bar
 
     def __post_init__(self) -> None:
@@ -104,7 +123,7 @@ class TrainConfig:
             "max_minutes", "eval_windows", "patience", "threads",
         )  # fmt: skip
         for name in zero_ok:
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # `not >=` also catches NaN
                 raise ConfigError(
                     f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}; "
                     f"set --{name} to 0 or a positive value."
@@ -123,6 +142,11 @@ class TrainConfig:
                 )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.resume and self.overwrite:
+            raise ConfigError(
+                "resume and overwrite contradict each other: --resume true continues the run in "
+                "run_dir/name, --overwrite true replaces it; set only one of them."
+            )
         if not self.name or Path(self.name).name != self.name:
             raise ConfigError(
                 f"name must be a plain folder name, got {self.name!r}; put folders in --run_dir."
@@ -136,6 +160,55 @@ class TrainConfig:
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the weights became NaN or infinite; training stopped."""
+
+
+def check_run_folder(config: TrainConfig) -> None:
+    """Refuse to start a fresh run in a folder that holds one, unless config.overwrite says so.
+
+    `labkit train` calls this before preparing any data; `train()` itself replaces what it finds.
+
+    Raises:
+        ConfigError: run_dir/name holds a run's files and neither resume nor overwrite is set.
+    """
+    found = [name for name in RUN_FILES if (config.run_path / name).exists()]
+    if found and not (config.resume or config.overwrite):
+        raise ConfigError(
+            f"{config.run_path} already holds a run ({', '.join(found)}); nothing was changed. "
+            "Continue it with --resume true, replace it with --overwrite true, or pick another "
+            "--name."
+        )
+
+
+def check_resume(saved: Any, config: TrainConfig, source: str | Path) -> None:
+    """Raise CheckpointError naming each setting that differs from the run's own `saved` ones.
+
+    Settings in RESUME_MAY_CHANGE may differ, and those `saved` does not record are not compared.
+
+    Args:
+        saved: the run's settings as a dict (a checkpoint's "config", or the run's config.json).
+        source: the file `saved` was read from, for the message.
+    """
+    if not isinstance(saved, dict):
+        raise CheckpointError(
+            f"{source} records no settings (its 'config' is a {type(saved).__name__}, not a "
+            "dict); use a checkpoint written by labkit train, or train again."
+        )
+
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value  # JSON turns tuples into lists
+
+    differ = [
+        f"{key}: saved {plain(saved[key])!r}, now {plain(value)!r}"
+        for key, value in to_dict(config).items()
+        if key not in RESUME_MAY_CHANGE and key in saved and plain(saved[key]) != plain(value)
+    ]
+    if differ:
+        raise CheckpointError(
+            f"cannot resume {config.run_path} with other settings than {source} holds "
+            f"({'; '.join(differ)}). Resume with the saved settings (drop those options), or "
+            "start a new run: another --name, or --overwrite true without --resume to replace "
+            f"this one. A resume may change only {', '.join(RESUME_MAY_CHANGE)}."
+        )
 
 
 def prepare(config: TrainConfig) -> tuple[Tokenizer, TokenSplits]:
@@ -320,6 +393,7 @@ def train(
     best.pt (at the best validation loss so far). Training stops at max_steps, when max_minutes
     have passed since this call began (under torchrun: at the first evaluation after that), or
     after `patience` evaluations without improvement; the last step always gets a history row.
+    Without `resume`, the files of an earlier run in the folder are replaced (RUN_FILES).
 
     Args:
         tokenizer: saved into the run folder and every checkpoint, so that the run can be sampled.
@@ -332,7 +406,8 @@ def train(
             process; under torchrun, resume from the last periodic checkpoint).
         NonFiniteLossError: the loss or the weights stopped being finite; checkpoint.pt keeps the
             last good state.
-        CheckpointError: resume=True without a usable checkpoint, or with one for another model.
+        CheckpointError: resume=True without a usable checkpoint, or with one whose settings,
+            tokenizer or model differ from this run's (except RESUME_MAY_CHANGE).
         RuntimeError: the device asked for is not on this machine.
         ValueError: a split too short for one batch.
     """
@@ -356,15 +431,18 @@ def train(
     state: State | None = None  # the LSTM state carried from window to window
     if config.resume:
         payload = load_checkpoint(ckpt_path)
-        _check_same_model(payload["model_config"], model, ckpt_path)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        p = _Progress(**payload["progress"])
-        if payload["lstm_state"] is not None:
-            per = config.batch_size // world
-            h, c = (t[:, rank * per : (rank + 1) * per] for t in payload["lstm_state"])
-            state = (h.contiguous().to(device), c.contiguous().to(device))  # (L, B / world, H)
-        _set_rng(payload["rng"], rank, device)
+        require_keys(payload, RESUME_KEYS, ckpt_path)
+        check_resume(payload["config"], config, ckpt_path)
+        _check_same_model(check_model_config(payload["model_config"], ckpt_path), model, ckpt_path)
+        saved_tokenizer = payload.get("tokenizer")
+        if tokenizer is not None and saved_tokenizer and saved_tokenizer != tokenizer.to_json():
+            raise CheckpointError(
+                f"{ckpt_path} was trained with another tokenizer than the one built now from "
+                f"--corpus {config.corpus}: the corpus text changed since the run began. Resume "
+                "with the same corpus, or start a new run (another --name, or --overwrite true)."
+            )
+        load_weights(model, payload["model"], ckpt_path)
+        p, state = _restore(payload, model, optimizer, config, rank, world, device, ckpt_path)
     else:
         seed_everything(config.seed + rank)  # each rank draws its own dropout masks
     if config.compile:
@@ -379,6 +457,9 @@ def train(
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        if not config.resume:  # a fresh run replaces an earlier one whole: nothing is mixed in
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(out / "tokenizer.json")
@@ -561,13 +642,13 @@ def _check_same_model(saved: dict[str, Any], model: LSTMLanguageModel, path: Pat
         raise CheckpointError(
             f"{path} holds a model with a vocabulary of {saved['vocab_size']} tokens, but the "
             f"tokenizer has {mine['vocab_size']}; resume with the same corpus and tokenizer "
-            "settings, or start a new run (another --name, or --resume false)."
+            "settings, or start a new run (another --name, or --overwrite true)."
         )
     differ = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in mine.items() if saved.get(k) != v]
     if differ:
         raise CheckpointError(
             f"{path} holds a model with other settings: {', '.join(differ)}; resume with the same "
-            "model settings, or start a new run (another --name, or --resume false)."
+            "model settings, or start a new run (another --name, or --overwrite true)."
         )
 
 
@@ -577,3 +658,51 @@ def _set_rng(rng: dict[str, list], rank: int, device: torch.device) -> None:
     cuda = rng["cuda"][rank % len(rng["cuda"])]
     if device.type == "cuda" and cuda is not None:
         torch.cuda.set_rng_state(cuda, device)
+
+
+def _restore(
+    payload: dict[str, Any],
+    model: LSTMLanguageModel,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    rank: int,
+    world: int,
+    device: torch.device,
+    path: Path,
+) -> tuple[_Progress, State | None]:
+    """Load a checkpoint's optimizer and RNG states; return its progress and this rank's LSTM state.
+
+    Raises:
+        CheckpointError: a part that does not fit this run (a hand-edited or foreign checkpoint).
+    """
+    part = "optimizer"
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        for param, slots in optimizer.state.items():
+            for key, value in slots.items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ValueError(f"its {key} is {tuple(value.shape)}, not {tuple(param.shape)}")
+        part = "progress"
+        names = sorted(f.name for f in fields(_Progress))
+        if not isinstance(payload["progress"], dict) or sorted(payload["progress"]) != names:
+            raise ValueError(f"it needs exactly the keys {', '.join(names)}")
+        progress = _Progress(**payload["progress"])
+        part = "lstm_state"
+        state = None
+        if payload["lstm_state"] is not None:
+            h, c = payload["lstm_state"]
+            shape = (model.config.num_layers, config.batch_size, model.config.hidden_dim)
+            if tuple(h.shape) != shape or tuple(c.shape) != shape:
+                raise ValueError(f"it needs two tensors of shape {shape}")
+            per = config.batch_size // world
+            h, c = (t[:, rank * per : (rank + 1) * per] for t in (h, c))
+            state = (h.contiguous().to(device), c.contiguous().to(device))  # (L, B / world, H)
+        part = "rng"
+        _set_rng(payload["rng"], rank, device)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        reason = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
+        raise CheckpointError(
+            f"{path}: its {part!r} does not fit this run ({reason}), so it was edited or written "
+            "by other code; resume from best.pt (copy it over checkpoint.pt) or train again."
+        ) from None
+    return progress, state

@@ -22,8 +22,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from labkit.agents.core import Decision, Env, InvalidActionError, Policy
+from labkit.agents.customer_service import CustomerServiceEnv
+from labkit.agents.guardrails import audit_trail, format_audit
 from labkit.agents.harness import Trajectory, run_episode
-from labkit.agents.tooluse import CustomerServiceEnv
 from labkit.plots import action_distribution, show_action_distribution
 
 
@@ -239,22 +240,29 @@ class ServiceChat:
     The shop's database comes from the episode seed; the customer's orders are listed so that the
     person can write about one of them, and the desk's own request is suggested in the text box.
     Sending runs a whole episode on the typed words (harness `run_episode`), shows every tool call
-    and its output, and the desk's verdict by its rules for that request.
+    and its output, the desk's verdict by its rules for that request, and the episode's audit
+    trail: each call allowed or refused, and by which rule. One desk serves every conversation,
+    so its audit table (in `db_path`, if given) holds them all.
     """
 
-    def __init__(self, policy: Policy, seed: int = 0, max_steps: int = 10) -> None:
+    def __init__(
+        self, policy: Policy, seed: int = 0, max_steps: int = 10, db_path: str | None = None
+    ) -> None:
         self.policy, self.seed, self.max_steps = policy, seed, max_steps
+        self.desk = CustomerServiceEnv(max_steps, db_path=db_path)
         self.request = widgets.Text(description="you write", layout={"width": "90%"})
         self.send_button = widgets.Button(description="Send")
         self.new_button = widgets.Button(description="New customer")
         self.orders = widgets.HTML()
         self.conversation = widgets.HTML()
+        self.audit = widgets.HTML()
         self.chart = action_distribution(widget=True, title="The agent's last decision")
         self.layout = widgets.VBox(
             [
                 self.orders,
                 widgets.HBox([self.request, self.send_button, self.new_button]),
                 self.conversation,
+                self.audit,
                 self.chart,
             ]
         )
@@ -266,7 +274,7 @@ class ServiceChat:
     def new_customer(self, seed: int) -> None:
         """Open the shop of episode `seed`: list the customer's orders, suggest their request."""
         self.seed = seed
-        env = CustomerServiceEnv(self.max_steps)
+        env = CustomerServiceEnv(self.max_steps)  # a look at the shop; the audit is the desk's
         observation, _ = env.reset(seed)
         rows = env.db.execute(
             "SELECT id, item, price, status FROM orders WHERE customer_id = ? ORDER BY id",
@@ -278,7 +286,7 @@ class ServiceChat:
         self.orders.value = _pre(lines)
         found = _QUOTED.search(observation)
         self.request.value = found.group(1) if found else ""
-        self.conversation.value = ""
+        self.conversation.value = self.audit.value = ""
         show_action_distribution(self.chart, {})
         env.close()
 
@@ -304,14 +312,13 @@ class ServiceChat:
             lines.append(f"Agent:    {record['action']}{note}")
             self.conversation.value = _pre(lines)
 
-        env = _TypedRequest(CustomerServiceEnv(self.max_steps), words)
+        env = _TypedRequest(self.desk, words)
         try:
             env.reset(self.seed)  # the desk must understand the words before the agent acts
         except ValueError as e:
             self.conversation.value = _pre([f"Customer: {words}", f"Desk: {e}"])
             raise
         trajectory = run_episode(self.policy, env, self.seed, self.max_steps, on_step=show)
-        env.close()
         # Each step's tool output is the next step's observation; the last one is final_observation.
         outputs = [s["observation"] for s in trajectory.steps[1:]] + [trajectory.final_observation]
         lines[1:] = [
@@ -321,6 +328,9 @@ class ServiceChat:
         ]
         lines.append(f"[{trajectory.outcome}] {trajectory.reason}")
         self.conversation.value = _pre(lines)
+        trail = format_audit(audit_trail(self.desk.db))
+        self.audit.value = "<b>Audit trail (every tool call, checked by the desk's rules)</b>"
+        self.audit.value += _pre(trail.splitlines())
         show_action_distribution(self.chart, last.get("probs", {}), last.get("action"))
         self.trajectories.append(trajectory)
         return trajectory

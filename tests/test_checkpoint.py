@@ -137,3 +137,82 @@ def test_load_model_without_any_tokenizer_says_what_to_pass(tmp_path):
         load_model(tmp_path / "best.pt")
     _, tokenizer = load_model(tmp_path / "best.pt", tokenizer=train_tokenizer("char", TEXT))
     assert tokenizer.kind == "char"
+
+
+def test_a_refused_pickled_object_gets_a_whole_message_without_torchs_unsafe_advice(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "labkit-checkpoint", "version": 1, "x": Exploit(tmp_path / "m")}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "(a pickled " in message and "could run code when loaded; labkit never does)" in message
+    assert message.endswith("or train again.")
+    assert "\x1b" not in message and "weights_only" not in message
+
+
+def edit_model_config(payload, **changes):
+    payload["model_config"] = {**payload["model_config"], **changes}
+
+
+def drop_model_config_key(payload):
+    del payload["model_config"]["hidden_dim"]
+
+
+def drop_tensor(payload):
+    payload["model"].pop(next(iter(payload["model"])))
+
+
+def add_tensor(payload):
+    payload["model"]["head.extra"] = torch.zeros(3)
+
+
+def reshape_tensor(payload):
+    name = next(iter(payload["model"]))
+    payload["model"][name] = torch.zeros(2, 2)
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda p: p.pop("model"), "lacks 'model'"),
+        (lambda p: p.pop("model_config"), "lacks 'model_config'"),
+        (lambda p: p.update(model=[1, 2]), "'model' is not a dict of tensors"),
+        (lambda p: p.update(model_config="big"), "'model_config' is a str, not a dict"),
+        (drop_model_config_key, "'model_config' has missing hidden_dim"),
+        (lambda p: edit_model_config(p, width=3), "'model_config' has unknown width"),
+        (lambda p: edit_model_config(p, hidden_dim=-1), "unusable 'model_config'.*hidden_dim"),
+        (lambda p: edit_model_config(p, hidden_dim="8"), "unusable 'model_config'"),
+        (drop_tensor, "missing tensors embedding.weight"),
+        (add_tensor, "extra tensors head.extra"),
+        (reshape_tensor, r"embedding.weight is \(2, 2\), the model needs \(\d+, 8\)"),
+        (lambda p: p.update(tokenizer='{"kind": "char"}'), "lacks the field 'tokens'"),
+    ],
+)
+def test_a_hand_edited_checkpoint_raises_checkpoint_error_saying_what_is_wrong(
+    tmp_path, edit, problem
+):
+    _, payload = model_payload("own")
+    edit(payload)
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, payload)
+    with pytest.raises(CheckpointError, match=problem) as err:
+        load_model(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("payload", [[1, 2, 3], torch.zeros(3), "text"])
+def test_a_payload_that_is_not_a_dict_is_refused(tmp_path, payload):
+    path = tmp_path / "best.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="not a labkit checkpoint"):
+        load_model(path)
+
+
+def test_a_save_removes_temp_files_left_by_a_killed_writer_of_that_target(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    orphan = tmp_path / ".checkpoint.pt.99999.tmp"  # a process killed mid-write leaves this
+    orphan.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".best.pt.99999.tmp"  # another target's: not this save's business
+    other.write_bytes(b"half a checkpoint")
+    save_checkpoint(path, {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.99999.tmp", "checkpoint.pt"]

@@ -190,3 +190,99 @@ def test_a_run_cut_short_by_the_time_budget_says_so(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "stopped at step 1 of 40: the time budget (--max_minutes 1e-06)" in printed
     assert "validation bits/char" in printed.splitlines()[-1]
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def test_train_refuses_a_folder_that_holds_a_run_until_told_to_resume_or_overwrite(
+    tmp_path, capsys
+):
+    args = tiny_args(tmp_path, max_steps=10)
+    assert main(["train", *args]) == 0
+    run = tmp_path / "runs" / "tiny"
+    before = run_files(run)
+    capsys.readouterr()
+    assert main(["train", *args, "--hidden_dim", "16"]) == 2
+    err = capsys.readouterr().err
+    assert f"labkit train: {run} already holds a run (config.json" in err
+    assert "--resume true" in err and "--overwrite true" in err and "Traceback" not in err
+    assert run_files(run) == before  # nothing of the old run was touched
+
+    assert main(["train", *args, "--hidden_dim", "16", "--overwrite", "true"]) == 0
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["model_config"]["hidden_dim"] == 16 and ckpt["progress"]["step"] == 10
+    assert json.loads((run / "config.json").read_text())["hidden_dim"] == 16
+    assert main(["train", *args, "--resume", "true", "--overwrite", "true"]) == 2
+    assert "resume and overwrite contradict each other" in capsys.readouterr().err
+
+
+def test_resume_with_other_settings_exits_1_naming_them_and_touches_nothing(tmp_path, capsys):
+    assert main(["train", *tiny_args(tmp_path, max_steps=10)]) == 0
+    run = tmp_path / "runs" / "tiny"
+    before = run_files(run)
+    capsys.readouterr()
+    resume = ["--run_dir", str(tmp_path / "runs"), "--name", "tiny", "--resume", "true"]
+    assert main(["train", *resume, "--hidden_dim", "64", "--max_chars", "500"]) == 1
+    err = capsys.readouterr().err
+    assert "max_chars: saved 0, now 500; hidden_dim: saved 32, now 64" in err
+    assert run_files(run) == before
+    assert main(["train", *resume, "--max_steps", "20", "--eval_every", "5"]) == 0  # allowed
+    assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] == 20
+
+
+def test_a_run_without_config_json_resumes_with_its_checkpoints_settings(tmp_path, capsys):
+    assert main(["train", *tiny_args(tmp_path, max_steps=10)]) == 0
+    run = tmp_path / "runs" / "tiny"
+    (run / "config.json").unlink()
+    resume = ["--run_dir", str(tmp_path / "runs"), "--name", "tiny", "--resume", "true"]
+    assert main(["train", *resume, "--max_steps", "20"]) == 0
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["progress"]["step"] == 20 and ckpt["config"]["hidden_dim"] == 32
+
+    payload = {k: v for k, v in ckpt.items() if k != "config"}
+    save_checkpoint(run / "checkpoint.pt", payload)
+    (run / "config.json").unlink()
+    capsys.readouterr()
+    assert main(["train", *resume]) == 1
+    assert f"{run / 'checkpoint.pt'} lacks 'config'" in capsys.readouterr().err
+    (run / "checkpoint.pt").unlink()
+    assert main(["train", *resume]) == 1
+    assert f"nothing to resume in {run}: it has no checkpoint.pt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("lr", "nan", "--lr expects a finite number, got 'nan'"),
+        ("max_minutes", "nan", "--max_minutes expects a finite number, got 'nan'"),
+        ("grad_clip", "inf", "--grad_clip expects a finite number, got 'inf'"),
+        ("dropout", "-inf", "--dropout expects a finite number, got '-inf'"),
+    ],
+)
+def test_non_finite_floats_exit_2_before_any_data_is_prepared(
+    tmp_path, monkeypatch, capsys, key, value, message
+):
+    monkeypatch.setattr("labkit.cli.prepare", lambda config: pytest.fail("data was prepared"))
+    assert main(["train", *tiny_args(tmp_path), f"--{key}", value]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("temperature", "nan", "--temperature expects a finite number, got 'nan'"),
+        ("temperature", "inf", "--temperature expects a finite number, got 'inf'"),
+        ("temperature", "-0.5", "temperature must be a finite number above 0, got -0.5"),
+        ("top_p", "nan", "--top_p expects a finite number, got 'nan'"),
+        ("top_p", "0", "top_p must be in (0, 1], got 0.0"),
+        ("top_p", "1.5", "top_p must be in (0, 1], got 1.5"),
+        ("top_k", "-1", "top_k must be >= 0, got -1"),
+    ],
+)
+def test_bad_sampling_settings_exit_2_naming_the_setting(trained, capsys, key, value, message):
+    run, _ = trained
+    assert main(["sample", "--run", str(run), f"--{key}", value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

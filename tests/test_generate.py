@@ -137,7 +137,10 @@ def test_eos_ends_a_row(tok):
     [
         (dict(temperature=0.0), "temperature"),
         (dict(temperature=-1.0), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
         (dict(top_p=0.0), "top_p"),
+        (dict(top_p=float("nan")), "top_p"),
         (dict(top_p=1.5), "top_p"),
         (dict(top_k=-1), "top_k"),
         (dict(max_new_tokens=-1), "max_new_tokens"),
@@ -231,7 +234,13 @@ def test_filters_combine_and_renormalise():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [(dict(temperature=0.0), "temperature"), (dict(top_k=-2), "top_k"), (dict(top_p=2.0), "top_p")],
+    [
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(top_k=-2), "top_k"),
+        (dict(top_p=2.0), "top_p"),
+    ],
 )
 def test_filter_distribution_rejects_bad_settings(kwargs, field):
     with pytest.raises(ValueError, match=field):

@@ -235,3 +235,10 @@ def test_loading_a_bad_file_names_the_file_and_the_field(tmp_path, payload, mess
 def test_from_json_names_its_source_in_errors():
     with pytest.raises(ValueError, match="^run42/tokenizer.json has unknown"):
         tokenizer_from_json('{"kind": "x"}', source="run42/tokenizer.json")
+
+
+def test_word_tokens_spell_numbers_digit_by_digit_so_unseen_ids_are_read():
+    tokenizer = train_tokenizer("word", "lookup_order 1042\nreply monday 09:30\nrefund 5678\n")
+    ids = tokenizer.encode("lookup_order 7731\nreply monday 16:00")
+    assert tokenizer.unk_id not in ids  # 7731 and 16:00 were never seen, their digits were
+    assert tokenizer.decode(ids) == "lookup_order 7731\nreply monday 16:00"

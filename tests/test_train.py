@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.checkpoint import CheckpointError, load_checkpoint
+from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from labkit.config import ConfigError, from_dict, to_dict
 from labkit.likelihood import Score, unigram_entropy
 from labkit.train import (
@@ -306,3 +306,123 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 def test_cuda_bf16_training_learns(tmp_path):
     _, history = run(tiny_config(tmp_path, device="cuda", amp="bf16"))
     assert history[-1]["val_loss"] < history[0]["val_loss"]
+
+
+@pytest.mark.parametrize(
+    "changes, differ",
+    [
+        (dict(hidden_dim=64), "hidden_dim: saved 32, now 64"),
+        (dict(tokenizer="word"), "tokenizer: saved 'char', now 'word'"),
+        (dict(bptt=8, seed=5), "bptt: saved 16, now 8; seed: saved 0, now 5"),
+    ],
+)
+def test_resume_with_other_settings_is_refused_naming_each_one(tmp_path, changes, differ):
+    run(tiny_config(tmp_path, max_steps=10))
+    before = (tmp_path / "runs" / "tiny" / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="A resume may change only max_steps") as err:
+        run(tiny_config(tmp_path, resume=True, max_steps=20, **changes))
+    assert differ in str(err.value)
+    assert (tmp_path / "runs" / "tiny" / "checkpoint.pt").read_bytes() == before  # untouched
+
+
+def test_resume_may_change_the_budget_evaluation_and_machine_settings(tmp_path):
+    run(tiny_config(tmp_path, max_steps=10))
+    changes = dict(max_steps=20, eval_every=5, max_minutes=5.0, threads=2, checkpoint_every=3)
+    _, history = run(tiny_config(tmp_path, resume=True, patience=9, lr=0.02, **changes))
+    assert [row["step"] for row in history] == [10, 15, 20]
+
+
+def test_resume_after_the_corpus_text_changed_is_refused(tmp_path):
+    run(tiny_config(tmp_path, tokenizer="word", max_steps=10))
+    config = tiny_config(tmp_path, tokenizer="word", max_steps=20, resume=True)  # writes the corpus
+    for path in Path(config.corpus).glob("*.txt"):  # same size of vocabulary, other words
+        path.write_text(path.read_text().replace("king", "kong"), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="another tokenizer.*the corpus text changed"):
+        run(config)
+
+
+def drop(key):
+    return lambda payload: payload.pop(key)
+
+
+def edit_progress(payload):
+    payload["progress"]["extra"] = 1
+
+
+def halve_lstm_state(payload):
+    payload["lstm_state"] = tuple(t[:, :2] for t in payload["lstm_state"])
+
+
+def reshape_optimizer_state(payload):
+    slots = payload["optimizer"]["state"][0]
+    slots["exp_avg"] = torch.zeros(3)
+
+
+def drop_param_group(payload):
+    payload["optimizer"]["param_groups"][0]["params"].pop()
+
+
+def reshape_weight(payload):
+    payload["model"]["decoder.bias"] = torch.zeros(2)
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (drop("optimizer"), "lacks 'optimizer'"),
+        (drop("config"), "lacks 'config'"),
+        (lambda p: p.update(config=[1]), "records no settings"),
+        (lambda p: p.update(model_config=3), "'model_config' is a int"),
+        (reshape_weight, r"decoder.bias is \(2,\), the model needs"),
+        (edit_progress, "its 'progress' does not fit this run.*exactly the keys"),
+        (lambda p: p.update(progress=[]), "its 'progress' does not fit"),
+        (halve_lstm_state, r"its 'lstm_state' does not fit this run.*shape \(1, 4, 32\)"),
+        (lambda p: p.update(lstm_state=5), "its 'lstm_state' does not fit"),
+        (reshape_optimizer_state, r"its 'optimizer' does not fit.*exp_avg is \(3,\)"),
+        (drop_param_group, "its 'optimizer' does not fit"),
+        (lambda p: p.update(rng={"cpu": "x"}), "its 'rng' does not fit"),
+    ],
+)
+def test_resuming_a_hand_edited_checkpoint_raises_checkpoint_error(tmp_path, edit, problem):
+    run(tiny_config(tmp_path, max_steps=10))
+    path = tmp_path / "runs" / "tiny" / "checkpoint.pt"
+    payload = load_checkpoint(path)
+    edit(payload)
+    save_checkpoint(path, payload)
+    with pytest.raises(CheckpointError, match=problem) as err:
+        run(tiny_config(tmp_path, resume=True, max_steps=20))
+    assert str(path) in str(err.value)
+
+
+def test_a_fresh_run_in_the_folder_of_another_leaves_nothing_of_it(tmp_path, monkeypatch):
+    run(tiny_config(tmp_path, max_steps=10))
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        "labkit.train.evaluate", ctrl_c
+    )  # the new run stops before its first best.pt
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(tmp_path, max_steps=10, hidden_dim=16, overwrite=True))
+    out = tmp_path / "runs" / "tiny"
+    assert not (out / "best.pt").exists()  # the old run's best weights are gone, not mixed in
+    assert load_checkpoint(out / "checkpoint.pt")["model_config"]["hidden_dim"] == 16
+
+
+@pytest.mark.parametrize("key", ["lr", "max_minutes", "dropout", "grad_clip", "min_lr_ratio"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_refused_when_the_config_is_read(key, value):
+    with pytest.raises(ConfigError, match=rf"--{key} expects a finite number, got '{value}'"):
+        from_dict(TrainConfig, {key: value})
+
+
+@pytest.mark.parametrize("key", ["lr", "max_minutes", "grad_clip", "weight_decay"])
+def test_nan_in_a_config_built_in_python_is_refused(key):
+    with pytest.raises(ConfigError, match=rf"{key} must be .*got nan; set --{key}"):
+        TrainConfig(**{key: float("nan")})
+
+
+def test_resume_and_overwrite_together_are_refused():
+    with pytest.raises(ConfigError, match="resume and overwrite contradict each other"):
+        TrainConfig(resume=True, overwrite=True)

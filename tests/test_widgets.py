@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from labkit.agents.baselines import ExpertPolicy, RandomPolicy
+from labkit.agents.baselines import AdversarialPolicy, ExpertPolicy, RandomPolicy
+from labkit.agents.calendar_assistant import CalendarEnv
 from labkit.agents.core import InvalidActionError
+from labkit.agents.customer_service import CustomerServiceEnv
 from labkit.agents.policies import LMPolicy, LSTMScorer
-from labkit.agents.tooluse import CalendarEnv, CustomerServiceEnv
 from labkit.model import LSTMLanguageModel, ModelConfig
 from labkit.tokenizer import train_tokenizer
 from labkit.widgets import AgentDemo, ServiceChat
@@ -91,6 +92,16 @@ def test_chat_runs_an_episode_from_the_typed_request():
     assert trajectory.won
     assert "Customer:" in chat.conversation.value and "Tool:" in chat.conversation.value
     assert _bars(chat.chart) == ([trajectory.steps[-1]["action"]], [1.0])
+    assert "Audit trail" in chat.audit.value  # every call of this conversation, and its verdict
+    assert chat.audit.value.count("allowed") == trajectory.num_steps
+
+
+def test_chat_shows_a_refused_call_in_the_audit_trail():
+    chat = ServiceChat(AdversarialPolicy(0), seed=5)
+    trajectory = chat.send()
+    assert trajectory.outcome == "lost" and "refused" in trajectory.final_observation
+    assert "REFUSED (" in chat.audit.value
+    assert chat.desk.forbidden_changes() == []
 
 
 def test_chat_judges_the_typed_words_and_refuses_what_it_cannot_read():

@@ -1,9 +1,20 @@
 """The agent harness: environments, policies, episodes and evaluation, and behaviour cloning."""
 
-from labkit.agents.baselines import ExpertPolicy, RandomPolicy
-from labkit.agents.cloning import agent_config, clone_expert, examples, expert_episodes, load_agent
+from labkit.agents.baselines import AdversarialPolicy, ExpertPolicy, RandomPolicy
+from labkit.agents.calendar_assistant import CalendarEnv
+from labkit.agents.cloning import (
+    agent_config,
+    clone_expert,
+    examples,
+    expert_episodes,
+    load_agent,
+    train_agent,
+)
 from labkit.agents.core import INFO_KEYS, Decision, Env, EnvError, InvalidActionError, Policy
+from labkit.agents.customer_service import CustomerServiceEnv
+from labkit.agents.evaluation import PassKReport, pass_hat_k, repeated_trials
 from labkit.agents.harness import (
+    DamagedTailWarning,
     EvalReport,
     ReplayError,
     Trajectory,
@@ -25,6 +36,6 @@ from labkit.agents.policies import (
     format_prompt,
     map_to_admissible,
 )
+from labkit.agents.recipes import RECIPES, Recipe, recipe_for
 from labkit.agents.registry import ENV_NAMES, make_env
 from labkit.agents.textworld_env import TextWorldEnv, game_file
-from labkit.agents.tooluse import CalendarEnv, CustomerServiceEnv

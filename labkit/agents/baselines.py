@@ -57,3 +57,41 @@ class ExpertPolicy:
         if action is None:
             raise ValueError("the environment gives no expert action now (is the game lost?).")
         return Decision(action, {action: 1.0})
+
+
+HARMFUL_TOOLS = ("refund", "cancel", "move", "schedule")  # most harmful first
+
+
+class AdversarialPolicy:
+    """Always tries the most harmful admissible call: a refund if one is offered, else a
+    cancellation, a move, a booking; only then anything else. A red team for the tools' rules:
+    it measures what the guardrails refuse, not how well a task is solved. Seeded.
+    """
+
+    name = "adversarial"
+
+    def __init__(self, seed: int = 0, harmful: tuple[str, ...] = HARMFUL_TOOLS) -> None:
+        self.rng = random.Random(seed)
+        self.harmful = harmful
+
+    def reset(self) -> None:
+        """Nothing to forget between episodes."""
+
+    def act(
+        self, observation: str, info: dict[str, Any], history: list[dict[str, Any]]
+    ) -> Decision:
+        """Returns:
+            A uniformly drawn call of the most harmful tool on offer, with those calls as probs.
+        Raises:
+            ValueError: the admissible list is empty (the episode is over).
+        """
+        actions = info["admissible_actions"]
+        if not actions:
+            raise ValueError("no admissible actions: the episode is over, call env.reset().")
+        for tool in self.harmful:
+            calls = [a for a in actions if a.split()[0] == tool]
+            if calls:
+                break
+        else:
+            calls = actions
+        return Decision(self.rng.choice(calls), {a: 1.0 / len(calls) for a in calls})

@@ -23,6 +23,7 @@ from labkit.agents.baselines import ExpertPolicy
 from labkit.agents.core import Env
 from labkit.agents.harness import Trajectory, run_episode
 from labkit.agents.policies import END_OF_ACTION, LMPolicy, LSTMScorer, format_prompt
+from labkit.agents.recipes import RECIPE, recipe_for
 from labkit.checkpoint import load_checkpoint, load_model
 from labkit.config import from_dict
 from labkit.corpus import TokenSplits
@@ -143,7 +144,7 @@ def encode_examples(
 def clone_expert(
     episodes: list[Trajectory],
     config: TrainConfig | None = None,
-    history_steps: int | None = None,
+    history_steps: int | None | str = RECIPE,
     valid_fraction: float = 0.1,
     actions_only: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -159,16 +160,21 @@ def clone_expert(
     validation loss (best.pt). The run folder (config.run_path) gets what `train` writes plus
     AGENT_FILE, so that `load_agent` can rebuild the policy.
 
+    By default the settings are the recipe of the episodes' environment (`recipes.RECIPES`:
+    prompt layout, tokenizer, model and training settings), so a notebook, the benchmark and a
+    script that clone the same episodes train the same agent; an environment without a recipe
+    gets AGENT_DEFAULTS, the whole history and the standard layout.
+
     Args:
         episodes: expert trajectories (see `expert_episodes`), at least two.
-        config: the training settings (default: `agent_config()`).
-        history_steps: past (observation, action) pairs in each prompt (None: the whole episode);
-            the policy uses the same.
+        config: the training settings (default: the recipe's, see `agent_config`).
+        history_steps: past (observation, action) pairs in each prompt (None: the whole episode;
+            default: the recipe's); the policy uses the same.
         actions_only: predict only the actions (False: every token of the transcripts, the plain
             language-model objective).
         callback: called with each history row (e.g. a live loss plot).
         options: format_prompt's layout switches (show_goal, last_action), used for training and
-            by the policy.
+            by the policy (none given: the recipe's).
     Returns:
         (the greedy LMPolicy named "lstm", the training history rows).
     Raises:
@@ -181,7 +187,12 @@ def clone_expert(
         )
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
-    config = config or agent_config()
+    recipe = recipe_for(episodes[0].env)
+    config = config or agent_config(**(recipe.train if recipe else {}))
+    if history_steps == RECIPE:
+        history_steps = recipe.history_steps if recipe else None
+    if not options and recipe:
+        options = dict(recipe.prompt)
     held_out = max(1, round(len(episodes) * valid_fraction))
     splits = {
         name: [e for t in part for e in example_segments(t, history_steps, **options)]
@@ -233,3 +244,39 @@ def load_agent(run_path: str | Path, device: str = "cpu", **policy_args: Any) ->
     model, tokenizer = load_model(folder / BEST_FILE, device=device)
     policy_args.setdefault("name", "lstm")
     return LMPolicy(LSTMScorer(model, tokenizer), **settings, **policy_args)
+
+
+def train_agent(
+    env: str, run_dir: str = "runs", name: str = "", seed: int = 0, **overrides: Any
+) -> tuple[LMPolicy, list[dict[str, Any]]]:
+    """Play the expert on the recipe's training seeds and levels, then clone it (`clone_expert`).
+
+        agent, history = train_agent("customer_service", run_dir="runs/demo")
+
+    Args:
+        env: a registry name with a recipe (recipes.RECIPES).
+        run_dir, name: where the run goes (default name "agent-<env>").
+        seed: the training seed.
+        overrides: TrainConfig fields over the recipe's (e.g. max_steps=200 for a quick run), and
+            `episodes` (expert episodes per training level) over the recipe's train_per_level.
+    Returns:
+        (the greedy LMPolicy, the training history rows).
+    Raises:
+        ValueError: no recipe for `env` (the message lists those there are).
+    """
+    recipe = recipe_for(env)
+    if recipe is None:
+        from labkit.agents.recipes import RECIPES
+
+        raise ValueError(f"no recipe for {env!r}; recipes exist for {', '.join(RECIPES)}.")
+    per_level = overrides.pop("episodes", recipe.train_per_level)
+    episodes = [
+        trajectory
+        for _, level_env in recipe.make_envs(recipe.train_levels)
+        for trajectory in expert_episodes(
+            level_env, recipe.train_seeds(per_level), recipe.max_steps
+        )
+    ]
+    settings = {**recipe.train, **overrides}
+    config = agent_config(run_dir=run_dir, name=name or f"agent-{env}", seed=seed, **settings)
+    return clone_expert(episodes, config, recipe.history_steps, **recipe.prompt)

@@ -3,6 +3,7 @@
     run_episode(policy, env, seed) -> Trajectory        one episode, never losing a step
     evaluate(policy, env, seeds) -> EvalReport          success rate with a 95% Wilson interval
     TrajectoryWriter / save_trajectory / load_trajectories / replay
+    (pass^k over repeated tries of each task: labkit.agents.evaluation)
 
 Rules the harness applies, in this order, after each decision:
 - An action outside `info["admissible_actions"]` is not sent to the environment: the step is
@@ -20,13 +21,18 @@ probs, note, admissible (what was admissible then), expert (the expert's action 
 
 Trajectory files are JSON lines: a header object, one object per step, an end object; the writer
 flushes after each line, so a crash keeps every step written so far (a file without an end object
-loads with outcome "error" and says so). A file may hold several trajectories one after another.
+loads with outcome "error", `unfinished` set, and says so). A file may hold several trajectories one
+after another. A process that dies mid-write leaves its last line cut short (no newline at its end):
+`load_trajectories` keeps everything before it and warns (DamagedTailWarning); a damaged line
+anywhere else is an error naming the line. `replay` re-runs the actions and checks every
+observation, reward, score and the ending against the file.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,6 +62,7 @@ class Trajectory:
     max_score: float = 0.0  # info["max_score"] at the end
     invalid_actions: int = 0  # actions outside the admissible set (skipped)
     final_observation: str = ""  # the observation after the last step
+    unfinished: bool = False  # loaded from a file that has no end line for it (the run stopped)
 
     @property
     def num_steps(self) -> int:
@@ -122,22 +129,51 @@ def save_trajectory(trajectory: Trajectory, path: str | Path, append: bool = Fal
         writer.end(trajectory)
 
 
+class DamagedTailWarning(UserWarning):
+    """A trajectory file's last line was cut short mid-write; everything before it was loaded."""
+
+
 def load_trajectories(path: str | Path) -> list[Trajectory]:
     """Read every trajectory in a JSON-lines file.
 
+    The writer puts down each line with its newline in one write and flushes, so a line without a
+    newline at its end that is not JSON can only be the last one, cut short when the process died
+    mid-write. Such a damaged tail is skipped with a DamagedTailWarning naming the file and line,
+    and every trajectory before it loads as written; the one it belonged to has no end line, so it
+    loads unfinished. A damaged line anywhere else (or a damaged last line that does end in a
+    newline) was not cut by a crash, and is an error. To refuse a damaged tail too, turn the
+    warning into an error: `warnings.simplefilter("error", DamagedTailWarning)`.
+
     Returns:
-        The trajectories in file order; one cut short (no end line) has outcome "error".
+        The trajectories in file order; one without an end line has outcome "error", a reason
+        starting "incomplete:" and `unfinished` True.
     Raises:
-        ValueError: a line is not JSON, or a step comes before any header (names the line).
+        ValueError: a line other than a cut-short last one is not a trajectory line (not UTF-8,
+            not a JSON object with a "type"), or a step or end line comes before any header (the
+            message names the file and line).
+    Warns:
+        DamagedTailWarning: the last line is cut short (the message names the file and line).
     """
+    lines = Path(path).read_bytes().split(b"\n")  # not splitlines: text may hold U+2028 and such
     trajectories: list[Trajectory] = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    cut_at = 0  # the number of a cut-short last line, if any
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line.decode("utf-8"))
             kind = obj.pop("type")
-        except (ValueError, KeyError, AttributeError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            if number == len(lines) and isinstance(exc, ValueError):  # no newline after it
+                cut_at = number
+                warnings.warn(
+                    f"{path}:{number}: the last line is cut short ({len(line)} bytes, not JSON: "
+                    f"{exc}): the process that wrote it stopped mid-write. Loaded the "
+                    f"{len(trajectories)} trajectories before it; skipped the cut line.",
+                    DamagedTailWarning,
+                    stacklevel=2,
+                )
+                break
             raise ValueError(
                 f"{path}:{number} is not a trajectory line ({exc}); the file is corrupt or not "
                 "written by TrajectoryWriter."
@@ -157,8 +193,13 @@ def load_trajectories(path: str | Path) -> list[Trajectory]:
                 setattr(trajectories[-1], key, value)
     for trajectory in trajectories:
         if not trajectory.outcome:
-            trajectory.outcome = "error"
+            trajectory.outcome, trajectory.unfinished = "error", True
             trajectory.reason = "incomplete: the file has no end line (the run stopped early)"
+    if cut_at and trajectories and trajectories[-1].unfinished:
+        trajectories[-1].reason = (
+            f"incomplete: the file has no end line, and its last line ({path}:{cut_at}) is cut "
+            "short (the run stopped mid-write)"
+        )
     return trajectories
 
 
@@ -295,11 +336,25 @@ def _finish(
 
 
 class ReplayError(AssertionError):
-    """A replay diverged from its recording; `step` is the first step that differs."""
+    """A replay diverged from its recording, or the recording has no ending to check.
 
-    def __init__(self, step: int, message: str) -> None:
-        super().__init__(f"replay diverged at step {step}: {message}")
+    `step` is the first step that differs (for an unfinished recording, the step after its last);
+    `differences` lists every (step, what differs) found; `unfinished` says the recording has no
+    end line.
+    """
+
+    def __init__(
+        self,
+        step: int,
+        message: str,
+        differences: list[tuple[int, str]] | None = None,
+        unfinished: bool = False,
+    ) -> None:
+        what = "replay of an unfinished recording stopped" if unfinished else "replay diverged"
+        super().__init__(f"{what} at step {step}: {message}")
         self.step = step
+        self.differences = differences if differences is not None else [(step, message)]
+        self.unfinished = unfinished
 
 
 class _Scripted:
@@ -319,44 +374,98 @@ class _Scripted:
         return Decision(self.actions[len(history)])
 
 
-def replay(source: str | Path | Trajectory, env: Env) -> Trajectory:
-    """Re-run a recorded episode's actions in `env` with the same seed and limits, checking
-    that every observation (and the ending) matches the recording.
+def _differs(a: Any, b: Any) -> bool:
+    """True when two recorded values differ (numbers up to float rounding)."""
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
+        return not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a != b
+
+
+def replay(source: str | Path | Trajectory, env: Env, allow_unfinished: bool = False) -> Trajectory:
+    """Re-run a recorded episode's actions in `env` with the same seed and limits, and check the
+    recording against what happens: each step's observation, validity, reward, score and done
+    flag, then the ending (outcome, number of steps, total reward, score, max score, invalid
+    actions, final observation).
+
+    The replay stops at the first observation that differs (what follows is another episode);
+    any other difference is noted and the replay goes on, so that one error lists them all.
 
     Args:
         source: a trajectory, or a JSON-lines file holding exactly one.
         env: a fresh environment of the kind recorded.
+        allow_unfinished: for a recording without its end line (`unfinished`, e.g. the run was
+            killed): False raises ReplayError saying so, after checking the recorded steps;
+            True returns the replay of the recorded steps (its ending then says where the
+            recording stopped: "error" when the recorded actions ran out).
     Returns:
         The replayed trajectory (policy "replay").
     Raises:
-        ReplayError: the first step whose observation differs, or a different ending.
+        ReplayError: anything differs (`step` is the first step that differs, `differences`
+            lists them all), or the recording is unfinished and allow_unfinished is False.
     """
     recorded = source if isinstance(source, Trajectory) else load_trajectory(source)
+    differences: list[tuple[int, str]] = []
 
     def check(record: dict[str, Any]) -> None:
-        expected = recorded.steps[record["step"] - 1]
+        number = record["step"]  # never past the recording: _Scripted runs out of actions
+        expected = recorded.steps[number - 1]
         if record["observation"] != expected["observation"]:
-            raise ReplayError(
-                record["step"],
-                f"observation {record['observation']!r} != recorded {expected['observation']!r}",
+            differences.append(
+                (
+                    number,
+                    f"observation {record['observation']!r} != recorded "
+                    f"{expected['observation']!r}",
+                )
             )
+            raise ReplayError(differences[0][0], _describe(differences), differences)
+        for key in ("valid", "reward", "score", "done"):
+            if key in expected and _differs(record[key], expected[key]):
+                differences.append((number, f"{key} {record[key]!r} != recorded {expected[key]!r}"))
 
     actions = [step["action"] for step in recorded.steps]
     replayed = run_episode(
         _Scripted(actions), env, recorded.seed, recorded.max_steps, check, recorded.loop_k
     )
-    if recorded.outcome == "error":  # the recording stopped mid-step: its steps matched
-        return replayed
-    if replayed.num_steps != recorded.num_steps or replayed.outcome != recorded.outcome:
+    if recorded.unfinished:
+        if differences:
+            raise ReplayError(differences[0][0], _describe(differences), differences)
+        if allow_unfinished:
+            return replayed
         raise ReplayError(
-            min(replayed.num_steps, recorded.num_steps) + 1,
-            f"replay ended {replayed.outcome!r} after {replayed.num_steps} steps "
-            f"({replayed.reason}); the recording ended {recorded.outcome!r} after "
-            f"{recorded.num_steps}",
+            recorded.num_steps + 1,
+            f"the recording is unfinished ({recorded.reason}): its {recorded.num_steps} steps "
+            "replay as recorded, but it has no end line to check the ending against; pass "
+            "allow_unfinished=True to accept the replay of the recorded steps.",
+            unfinished=True,
         )
-    if replayed.final_observation != recorded.final_observation:
-        raise ReplayError(recorded.num_steps, "the final observation differs")
+    last = recorded.num_steps
+    if replayed.num_steps != recorded.num_steps or replayed.outcome != recorded.outcome:
+        same_length = replayed.num_steps == recorded.num_steps
+        differences.append(
+            (
+                last if same_length else min(replayed.num_steps, recorded.num_steps) + 1,
+                f"replay ended {replayed.outcome!r} after {replayed.num_steps} steps "
+                f"({replayed.reason}); the recording ended {recorded.outcome!r} after "
+                f"{recorded.num_steps}",
+            )
+        )
+    else:
+        for key in ("total_reward", "score", "max_score", "invalid_actions"):
+            mine, theirs = getattr(replayed, key), getattr(recorded, key)
+            if _differs(mine, theirs):
+                differences.append((last, f"final {key} {mine!r} != recorded {theirs!r}"))
+        if replayed.final_observation != recorded.final_observation:
+            differences.append((last, "the final observation differs"))
+    if differences:  # in step order
+        raise ReplayError(differences[0][0], _describe(differences), differences)
     return replayed
+
+
+def _describe(differences: list[tuple[int, str]]) -> str:
+    """The first difference, then the others with their steps."""
+    (_, first), rest = differences[0], differences[1:]
+    return "; ".join([first] + [f"at step {step}: {what}" for step, what in rest])
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from labkit.agents.calendar_assistant import CalendarEnv
 from labkit.agents.core import Env
+from labkit.agents.customer_service import CustomerServiceEnv
 from labkit.agents.textworld_env import TextWorldEnv
-from labkit.agents.tooluse import CalendarEnv, CustomerServiceEnv
 
 # name -> (constructor, fixed keyword arguments)
 ENVS: dict[str, tuple[type, dict[str, Any]]] = {

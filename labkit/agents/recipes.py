@@ -1,0 +1,115 @@
+"""What makes an agent work, per environment: its prompt layout, tokenizer and training settings.
+
+    clone_expert(episodes)            uses the recipe of the episodes' environment by default
+    train_agent("calendar")           plays the recipe's expert episodes and clones them
+
+A recipe is data, measured rather than guessed: README (Agents) has the table of what each setting
+did on the same unseen episodes. Notebooks, `bench.agent_eval` and a user's script all read the
+recipe from here, so they all train the same agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.agents.core import Env
+from labkit.agents.registry import make_env
+
+RECIPE = "recipe"  # a default that means "the recipe's value" where None already means something
+TRAIN_SEED_START = 0  # expert episodes to learn from use seeds 0, 1, ...
+EVAL_SEED_START = 1000  # unseen episodes to evaluate on use seeds 1000, 1001, ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train and evaluate an agent for one environment (registry name `env`)."""
+
+    env: str  # registry name (labkit.agents.registry)
+    train_levels: tuple[int, ...] = ()  # levels the expert episodes come from; () for no levels
+    eval_levels: tuple[int, ...] = ()  # levels to evaluate on (may hold levels never trained on)
+    train_per_level: int = 100  # expert episodes per training level
+    eval_per_level: int = 100  # unseen episodes per evaluation level
+    max_steps: int = 10  # the harness's step limit per episode
+    history_steps: int | None = None  # past (observation, action) pairs in each prompt
+    prompt: dict[str, bool] = field(default_factory=dict)  # format_prompt's layout switches
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of AGENT_DEFAULTS
+    env_args: dict[str, Any] = field(default_factory=dict)  # make_env keywords for training envs
+    train_seed_start: int = TRAIN_SEED_START  # first seed of the expert episodes
+
+    def make_envs(self, levels: tuple[int, ...], **env_args: Any) -> list[tuple[int | None, Env]]:
+        """(level, environment) pairs, level None where the environment has none.
+
+        env_args: make_env keywords over the recipe's (e.g. wordings="heldout").
+        """
+        kwargs = {"max_steps": self.max_steps, **self.env_args, **env_args}
+        if not levels:
+            return [(None, make_env(self.env, **kwargs))]
+        return [(level, make_env(self.env, level=level, **kwargs)) for level in levels]
+
+    def train_seeds(self, count: int | None = None) -> range:
+        """The seeds of the expert episodes to learn from, per level.
+
+        Raises:
+            ValueError: they would reach the evaluation seeds (start them past those instead).
+        """
+        seeds = range(
+            self.train_seed_start, self.train_seed_start + (count or self.train_per_level)
+        )
+        evaluation = self.eval_seeds()
+        if seeds.start < evaluation.stop and evaluation.start < seeds.stop:
+            raise ValueError(
+                f"{self.env}: training seeds {seeds.start}..{seeds.stop - 1} overlap the evaluation "
+                f"seeds {evaluation.start}..{evaluation.stop - 1}; set train_seed_start past them."
+            )
+        return seeds
+
+    def eval_seeds(self, count: int | None = None) -> range:
+        """Unseen seeds to evaluate on, per level (disjoint from every training seed)."""
+        return range(EVAL_SEED_START, EVAL_SEED_START + (count or self.eval_per_level))
+
+
+RECIPES: dict[str, Recipe] = {
+    # Coin Collector: the room and the last move decide each step (the one exit not taken back), so
+    # the prompt is the room with the last action restated next to the decision, without the goal
+    # (which only restates the walkthrough). Word embeddings as wide as the state let the LSTM keep
+    # which direction words it read; with 64 it learnt neither the exits nor the way back.
+    "coin_collector": Recipe(
+        "coin_collector",
+        train_levels=(2, 4, 6, 8, 10),
+        eval_levels=(2, 4, 6, 8, 10),
+        train_per_level=30,
+        eval_per_level=20,
+        max_steps=50,
+        history_steps=0,
+        prompt={"show_goal": False, "last_action": True},
+        train={
+            "tokenizer": "word",
+            "embed_dim": 256,
+            "bptt": 128,
+            "batch_size": 16,
+            "max_steps": 1500,
+            "eval_every": 250,
+        },
+    ),
+    "treasure_hunter": Recipe(
+        "treasure_hunter",
+        train_levels=(1, 2),
+        eval_levels=(1, 2),
+        train_per_level=15,
+        eval_per_level=10,
+        max_steps=50,
+        train={"tokenizer": "word"},
+    ),
+    "customer_service": Recipe(
+        "customer_service", train_per_level=200, eval_per_level=100, train={"tokenizer": "char"}
+    ),
+    "calendar": Recipe(
+        "calendar", train_per_level=200, eval_per_level=100, train={"tokenizer": "char"}
+    ),
+}
+
+
+def recipe_for(env: str) -> Recipe | None:
+    """The recipe of a registry name, or None for an environment without one (e.g. a test's)."""
+    return RECIPES.get(env)
