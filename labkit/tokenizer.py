@@ -24,8 +24,13 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from labkit.corpus import line_blocks
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")  # ids 0, 1, 2, 3 in every kind
-KINDS = ("char", "word", "bpe")
-DEFAULT_VOCAB_SIZE = {"char": None, "word": 10000, "bpe": 2000}  # None: every character seen
+KINDS = ("char", "word", "lower", "bpe")  # "lower": words read in lower case
+DEFAULT_VOCAB_SIZE = {
+    "char": None,
+    "word": 10000,
+    "lower": 10000,
+    "bpe": 2000,
+}  # None: every character seen
 BYTE_ALPHABET = 256  # byte-level BPE starts from every byte value
 ENCODE_CHUNK_CHARS = 4096  # BPE encodes line-aligned chunks in parallel; larger ones are slower
 
@@ -157,6 +162,16 @@ class WordTokenizer(_TableTokenizer):
         return "".join(parts)
 
 
+class LowerWordTokenizer(WordTokenizer):
+    """Words read in lower case: "Friday", "FRIDAY" and "friday" are one token. For requests that
+    people type (an agent's tool calls are lower case; its users' shift key is not)."""
+
+    kind = "lower"
+
+    def _encode(self, text: str) -> list[int]:
+        return super()._encode(text.lower())
+
+
 class BPETokenizer(_TokenizerBase):
     """Byte-level BPE from Hugging Face `tokenizers` (the GPT-2 scheme), wrapped in our interface."""
 
@@ -190,7 +205,7 @@ class BPETokenizer(_TokenizerBase):
         return json.dumps({"kind": self.kind, "tokenizer": self.hf.to_str()})
 
 
-Tokenizer = CharTokenizer | WordTokenizer | BPETokenizer
+Tokenizer = CharTokenizer | WordTokenizer | LowerWordTokenizer | BPETokenizer
 
 
 def _frequent(counts: collections.Counter, vocab_size: int | None, min_freq: int) -> list[str]:
@@ -222,7 +237,7 @@ def train_tokenizer(
     """Build a tokenizer of `kind` from training text.
 
     Args:
-        kind: "char", "word" or "bpe".
+        kind: "char", "word", "lower" (words, read in lower case) or "bpe".
         text: the training text (use the train split only, so held-out text stays unseen).
         vocab_size: most ids, the 4 specials included; None gives the kind's default (char: every
             character seen; word: 10000; bpe: 2000).
@@ -257,9 +272,10 @@ def train_tokenizer(
         )
     if kind == "char":
         return CharTokenizer(sorted(_frequent(collections.Counter(text), vocab_size, min_freq)))
-    if kind == "word":
-        counts = collections.Counter(_WORD_PATTERN.findall(text))
-        return WordTokenizer(_frequent(counts, vocab_size, min_freq))
+    if kind in ("word", "lower"):
+        words = _WORD_PATTERN.findall(text.lower() if kind == "lower" else text)
+        table = WordTokenizer if kind == "word" else LowerWordTokenizer
+        return table(_frequent(collections.Counter(words), vocab_size, min_freq))
     return _train_bpe(text, vocab_size, min_freq)
 
 
@@ -299,6 +315,8 @@ def tokenizer_from_json(s: str, source: str = "the JSON text") -> Tokenizer:
             return CharTokenizer(value)
         if kind == "word":
             return WordTokenizer(value)
+        if kind == "lower":
+            return LowerWordTokenizer(value)
         return BPETokenizer(HFTokenizer.from_str(value))
     except Exception as err:  # HFTokenizer.from_str raises a bare Exception on malformed JSON
         raise ValueError(

@@ -105,7 +105,7 @@ def test_a_move_changes_only_that_event_into_the_other_half_of_the_day():
     before = set(env.events)
     trajectory = run_episode(ExpertPolicy(), env, seed=env.seed)
     assert trajectory.won and [s["action"].split()[0] for s in trajectory.steps] == [
-        "list_events", "free_slots", "move", "reply"
+        "move_options", "move", "reply"
     ]  # fmt: skip
     moved, original = next(iter(env.events - before)), next(iter(before - env.events))
     assert len(env.events) == len(before)

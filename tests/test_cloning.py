@@ -151,3 +151,40 @@ def test_bad_cloning_input_is_explained(tmp_path):
         clone_expert(expert_episodes(Corridor(), [0]))
     with pytest.raises(FileNotFoundError, match="not a behaviour-cloning run"):
         load_agent(tmp_path)
+
+
+def test_train_agent_uses_the_environments_recipe(tmp_path):
+    from labkit.agents.cloning import train_agent
+    from labkit.agents.recipes import RECIPES
+
+    recipe = RECIPES["calendar"]
+    agent, history = train_agent(
+        "calendar", run_dir=str(tmp_path), episodes=6, max_steps=4, eval_every=2
+    )
+    assert history[-1]["step"] == 4
+    assert agent.history_steps == recipe.history_steps
+    assert all(agent.prompt_options[k] == v for k, v in recipe.prompt.items())
+    assert agent.scorer.tokenizer.kind == recipe.train["tokenizer"]
+    again = load_agent(tmp_path / "agent-calendar")
+    assert again.prompt_options == agent.prompt_options
+    with pytest.raises(ValueError, match="recipes exist for"):
+        train_agent("chess")
+
+
+def test_no_recipe_trains_on_the_seeds_it_is_evaluated_on():
+    from labkit.agents.recipes import RECIPES
+
+    for recipe in RECIPES.values():
+        train, evaluation = set(recipe.train_seeds()), set(recipe.eval_seeds())
+        assert train and evaluation and not train & evaluation, recipe.env
+
+
+def test_examples_read_values_as_the_policy_does_and_need_one_text_per_decision():
+    from labkit.agents.registry import make_env
+
+    episode = run_episode(ExpertPolicy(), make_env("customer_service"), seed=3)
+    texts = examples(episode, 0, values=r"\b\d{4,}\b", last_action=True)
+    assert all("value_a" in t for t in texts)
+    assert texts[0].endswith("> lookup_order value_a\n")
+    with pytest.raises(ValueError, match="each decision is a text of its own"):
+        examples(episode, None, values=r"\d+")

@@ -215,3 +215,34 @@ def test_generative_policy_with_an_lstm_always_returns_an_admissible_action(mode
         decision = policy.act(OBS, INFO, HISTORY)
         assert decision.action in ACTIONS
         assert decision.note == "" or "mapped to" in decision.note
+
+
+def test_values_are_read_by_reference_the_same_in_prompt_and_actions():
+    from labkit.agents.policies import by_reference
+
+    prompt = 'Ana writes: "Where is my order 7972? Also 5123." order 7972: status shipped'
+    actions = ["lookup_order 7972", "lookup_order 5123", "lookup_order 8001", "escalate"]
+    read, candidates, written = by_reference(prompt, actions, r"\b\d{4,}\b")
+    assert "7972" not in read and read.count("value_a") == 2 and "value_b" in read
+    assert candidates == ["lookup_order value_a", "lookup_order value_b", "lookup_order 8001",
+                          "escalate"]  # fmt: skip
+    assert written == {"value_a": "7972", "value_b": "5123"}
+    read, candidates, _ = by_reference("Move Friday 10:30 to friday", ["move friday 10:30"],
+                                       r"\b\d\d:\d\d\b|\bfriday\b")  # fmt: skip
+    assert read == "Move value_a value_b to value_a" and candidates == ["move value_a value_b"]
+    assert by_reference(prompt, actions, "") == (prompt, actions, {})
+
+
+def test_a_policy_reading_values_by_reference_chooses_among_the_original_actions():
+    class PrefersA:
+        def score(self, prompt, continuations):
+            logp = torch.tensor([0.0 if "value_a" in c else -5.0 for c in continuations])
+            return logp, torch.ones(len(continuations))
+
+    policy = LMPolicy(PrefersA(), history_steps=0, values=r"\b\d{4,}\b")
+    info = {"goal": "g", "admissible_actions": ["lookup_order 5123", "lookup_order 7972"]}
+    decision = policy.act("Where is order 7972?", info, [])
+    assert decision.action == "lookup_order 7972" and set(decision.probs) == set(
+        info["admissible_actions"]
+    )
+    assert "value_a" in policy.last_prompt and "7972" not in policy.last_prompt

@@ -64,9 +64,10 @@ def test_specials_take_ids_0_to_3_and_frame_the_text(tokenizers, kind):
     ids = tok.encode("Iago", bos=True, eos=True)
     assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
     assert ids[1:-1] == tok.encode("Iago")
-    assert tok.decode(ids) == "Iago"  # bos and eos are dropped by default
-    assert tok.decode([tok.pad_id, *ids]) == "Iago"
-    shown = "<bos> Iago <eos>" if kind == "word" else "<bos>Iago<eos>"  # words are spaced
+    name = "iago" if kind == "lower" else "Iago"
+    assert tok.decode(ids) == name  # bos and eos are dropped by default
+    assert tok.decode([tok.pad_id, *ids]) == name
+    shown = f"<bos> {name} <eos>" if kind in ("word", "lower") else "<bos>Iago<eos>"  # spaced
     assert tok.decode(ids, skip_special=False) == shown
 
 
@@ -179,7 +180,7 @@ def test_decode_accepts_a_tensor_and_rejects_ids_outside_the_vocabulary(tokenize
 
 
 def test_unknown_kind_names_the_valid_kinds():
-    with pytest.raises(ValueError, match="char, word, bpe"):
+    with pytest.raises(ValueError, match="char, word, lower, bpe"):
         train_tokenizer("sentencepiece", TEXT)
 
 
@@ -242,3 +243,11 @@ def test_word_tokens_spell_numbers_digit_by_digit_so_unseen_ids_are_read():
     ids = tokenizer.encode("lookup_order 7731\nreply monday 16:00")
     assert tokenizer.unk_id not in ids  # 7731 and 16:00 were never seen, their digits were
     assert tokenizer.decode(ids) == "lookup_order 7731\nreply monday 16:00"
+
+
+def test_the_lower_kind_reads_any_case_as_one_word_and_round_trips_through_json(tmp_path):
+    tokenizer = train_tokenizer("lower", "Move my standup on Friday\n")
+    assert tokenizer.encode("FRIDAY friday Friday") == [tokenizer.encode("friday")[0]] * 3
+    tokenizer.save(tmp_path / "t.json")
+    again = load_tokenizer(tmp_path / "t.json")
+    assert again.kind == "lower" and again.encode("MOVE") == tokenizer.encode("move")

@@ -7,7 +7,8 @@ time it fits in the other half of its day ("move monday 10:00 14:30", then "repl
 
 Tools answer as a calendar API does: `list_events DAY` lists a day's events with their lengths,
 `free_slots DAY MINUTES WINDOW` is the free/busy query (the start times where that many minutes are
-free, earliest first). The tools refuse what the rules forbid before changing anything: a double
+free, earliest first), and `move_options DAY HH:MM WINDOW` the same for an existing event (where the
+event at HH:MM would fit). Each answer restates its query, as an API's response does. The tools refuse what the rules forbid before changing anything: a double
 booking, a time off the working hours or the half-hour grid; a forbidden call also ends the
 episode as lost. Success: the right reply, the right calendar, and the day looked at first.
 """
@@ -120,6 +121,7 @@ class CalendarEnv(ToolEnv):
     tools = {
         "list_events": "list_events DAY",
         "free_slots": "free_slots DAY MINUTES morning|afternoon",
+        "move_options": "move_options DAY HH:MM morning|afternoon",
         "schedule": "schedule DAY HH:MM MINUTES PERSON",
         "move": "move DAY HH:MM NEW_HH:MM",
         "reply": "reply DAY HH:MM (a slot) | reply done (after a change)",
@@ -168,11 +170,14 @@ class CalendarEnv(ToolEnv):
             e.overlaps(event) for e in self.events if e != ignore
         )
 
-    def free_starts(self, day: str, minutes: int, window: str) -> list[int]:
-        """The starts in `window` of `day` where `minutes` free minutes fit, earliest first."""
+    def free_starts(
+        self, day: str, minutes: int, window: str, ignore: Event | None = None
+    ) -> list[int]:
+        """The starts in `window` of `day` where `minutes` free minutes fit, earliest first
+        (`ignore`: an event that is being moved, so its own time counts as free)."""
         low, high = WINDOWS[window]
         starts = range(low, high - minutes + 1, SLOT)
-        return [s for s in starts if self._free(Event(day, s, minutes, ""))]
+        return [s for s in starts if self._free(Event(day, s, minutes, ""), ignore)]
 
     def _draw_request(self, rng: random.Random) -> str:
         """Choose a request for the current week; '' when it has no answer (draw again)."""
@@ -189,13 +194,15 @@ class CalendarEnv(ToolEnv):
             event = rng.choice(day_events)
             window = "afternoon" if event.start < WINDOWS["morning"][1] else "morning"
             minutes = event.minutes
-        starts = self.free_starts(self.day, minutes, window)
+        starts = self.free_starts(self.day, minutes, window, ignore=event)
         if not starts:
             return ""
         low, high = WINDOWS[window]
         grid = [hhmm(s) for s in range(low, high - minutes + 1, SLOT)]
         first = hhmm(starts[0])
         self._query = f"free_slots {self.day} {minutes} {window}"
+        if event is not None:
+            self._query = f"move_options {self.day} {hhmm(event.start)} {window}"
         self._moved = event
         if self.case == "find_slot":
             self.expected = set(self.events)
@@ -229,11 +236,13 @@ class CalendarEnv(ToolEnv):
     def _admissible(self) -> list[str]:
         calls = [f"list_events {d}" for d in DAYS]
         calls += [f"free_slots {d} {m} {w}" for d in DAYS for m in LENGTHS for w in WINDOWS]
+        day_events = sorted(e for e in self.events if e.day == self.day)
+        calls += [
+            f"move_options {self.day} {hhmm(e.start)} {w}" for e in day_events for w in WINDOWS
+        ]
         return calls + self._options
 
     def _expert(self) -> str:
-        if self.case == "move" and self.day not in self._looked:
-            return f"list_events {self.day}"
         if self._query not in self._asked:
             return self._query
         if self.events != self.expected:
@@ -325,6 +334,22 @@ class CalendarEnv(ToolEnv):
         starts = self.free_starts(args[0], int(args[1]), args[2])
         found = " ".join(hhmm(s) for s in starts) or "none"
         return ToolResult(f"{args[0]} {args[2]}, free for {args[1]} minutes at: {found}")
+
+    def _move_options(self, args: list[str]) -> ToolResult:
+        if len(args) != 3 or args[0] not in DAYS or args[2] not in WINDOWS:
+            return self._usage("move_options")
+        start = parse_time(args[1])
+        event = next((e for e in self.events if e.day == args[0] and e.start == start), None)
+        if event is None:
+            return ToolResult(f"error: no event starts at {args[1][:8]} on {args[0]}")
+        self._looked.add(args[0])
+        self._asked.add(" ".join(["move_options", *args]))
+        starts = self.free_starts(args[0], event.minutes, args[2], ignore=event)
+        found = " ".join(hhmm(s) for s in starts) or "none"
+        return ToolResult(
+            f"{args[0]} {hhmm(event.start)} {event.title} ({event.minutes} min) fits in the "
+            f"{args[2]} at: {found}"
+        )
 
     def _reply(self, args: list[str]) -> ToolResult:
         text = " ".join(args)

@@ -22,7 +22,7 @@ import torch
 from labkit.agents.baselines import ExpertPolicy
 from labkit.agents.core import Env
 from labkit.agents.harness import Trajectory, run_episode
-from labkit.agents.policies import END_OF_ACTION, LMPolicy, LSTMScorer, format_prompt
+from labkit.agents.policies import END_OF_ACTION, LMPolicy, LSTMScorer, by_reference, format_prompt
 from labkit.agents.recipes import RECIPE, recipe_for
 from labkit.checkpoint import load_checkpoint, load_model
 from labkit.config import from_dict
@@ -76,7 +76,7 @@ Segment = tuple[str, bool]  # a piece of a training text, and whether it is an a
 
 
 def example_segments(
-    trajectory: Trajectory, history_steps: int | None = None, **options: bool
+    trajectory: Trajectory, history_steps: int | None = None, values: str = "", **options: bool
 ) -> list[list[Segment]]:
     """The training texts of one episode, each cut into prompt text and the actions to learn.
 
@@ -88,20 +88,31 @@ def example_segments(
     its last action (the earlier ones are context, learnt in their own texts).
 
     Args:
-        options: format_prompt's layout switches (show_goal, last_action). With last_action on, a
-            prompt is no longer a prefix of the next, so each decision is a text of its own.
+        values: a regex of the values read by reference (policies.by_reference), as the policy
+            reads them; only where each decision is a text of its own.
+        options: format_prompt's layout switches (show_goal, last_action, show_request). With
+            last_action on, a prompt is no longer a prefix of the next, so each decision is a
+            text of its own.
     Returns:
         One list of (text, is_action) segments per text; joined, a text is `format_example`'s.
+    Raises:
+        ValueError: `values` with the whole history as one text (each decision must be its own).
     """
     steps = trajectory.steps
     texts: list[list[Segment]] = []
-    whole = history_steps is None and not options.get("last_action", False)
+    whole = history_steps is None and not options.get("last_action", False)  # one text
+    if values and whole:
+        raise ValueError(
+            "values are read by reference per decision: use a history window (history_steps) "
+            "or last_action=True, so that each decision is a text of its own."
+        )
     written = 0  # characters of the single transcript so far (whole history only)
     for i in range(len(steps)):
         prompt = format_prompt(
             trajectory.goal, steps[:i], steps[i]["observation"], history_steps, **options
         )
-        action: Segment = (steps[i]["action"] + END_OF_ACTION, True)
+        prompt, (action_text,), _ = by_reference(prompt, [steps[i]["action"]], values)
+        action: Segment = (action_text + END_OF_ACTION, True)
         if whole and texts:
             texts[0] += [(prompt[written:], False), action]
         else:
@@ -111,12 +122,12 @@ def example_segments(
 
 
 def examples(
-    trajectory: Trajectory, history_steps: int | None = None, **options: bool
+    trajectory: Trajectory, history_steps: int | None = None, values: str = "", **options: bool
 ) -> list[str]:
     """The training texts of one episode as plain strings (see `example_segments`)."""
     return [
         "".join(text for text, _ in segments)
-        for segments in example_segments(trajectory, history_steps, **options)
+        for segments in example_segments(trajectory, history_steps, values, **options)
     ]
 
 
@@ -173,7 +184,7 @@ def clone_expert(
         actions_only: predict only the actions (False: every token of the transcripts, the plain
             language-model objective).
         callback: called with each history row (e.g. a live loss plot).
-        options: format_prompt's layout switches (show_goal, last_action), used for training and
+        options: format_prompt's layout switches (show_goal, last_action, show_request), used for training and
             by the policy (none given: the recipe's).
     Returns:
         (the greedy LMPolicy named "lstm", the training history rows).

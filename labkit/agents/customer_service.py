@@ -470,9 +470,8 @@ class CustomerServiceEnv(ToolEnv):
             return refused
         self._looked_up.add(order["id"])
         return ToolResult(
-            f"order {order['id']}: {order['item']} for {order['customer']} (customer "
-            f"{order['customer_id']}), ordered {order['ordered']}, updated {order['updated']}, "
-            f"price ${order['price']:.2f}, status {order['status']}"
+            f"order {order['id']} (customer {order['customer_id']}, {order['customer']}): "
+            f"{order['item']}, ${order['price']:.2f}, status {order['status']}"
         )
 
     def _refund(self, args: list[str]) -> ToolResult:

@@ -46,10 +46,12 @@ def format_prompt(
     *,
     show_goal: bool = True,
     last_action: bool = False,
+    show_request: bool = False,
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
         Goal: <goal>                      (show_goal)
+        Request: <observation 0>          (show_request, once the history window has passed it)
         <observation t-k>
         > <action t-k>
         ...
@@ -74,6 +76,10 @@ def format_prompt(
         last_action: restate the last action on the line before ACTION_MARK, so that the model
             need not carry it across the observation (Coin Collector: the way back is the one exit
             not to take).
+        show_request: keep the episode's first observation (a tool-use task's request) at the
+            top of the prompt when the history window no longer holds it: with history_steps=0
+            and last_action, every decision reads the request, the tool's last answer and the
+            call that asked for it, and nothing else, so what it copies is a few tokens away.
     Returns:
         The prompt.
     Raises:
@@ -86,6 +92,8 @@ def format_prompt(
         )
     parts = [f"Goal: {_squeeze(goal)}"] if show_goal else []
     past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
+    if show_request and history and len(past) < len(history):
+        parts.append(f"Request: {_squeeze(history[0]['observation'])}")
     for step in past:
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
@@ -107,6 +115,45 @@ def format_example(
     return (
         format_prompt(goal, history, observation, history_steps, **options) + action + END_OF_ACTION
     )
+
+
+def by_reference(prompt: str, actions: list[str], values: str) -> tuple[str, list[str], dict]:
+    """Delexicalise: each value that the regex `values` finds in the prompt becomes a placeholder
+    word, the same in the prompt and in every action (value_a for the first value met, value_b for
+    the next, ...; matched without case). An action's argument is then chosen by reference ("the
+    order the customer named", "the first free time listed") rather than copied digit by digit,
+    which is how task-oriented dialogue systems let a small model handle ids it never saw.
+
+    Returns:
+        (the prompt, the actions, placeholder -> value as first written); unchanged, {} when
+        `values` is empty. A value in an action that the prompt never mentions stays as it is.
+    """
+    if not values:
+        return prompt, list(actions), {}
+    pattern = re.compile(values, re.IGNORECASE)
+    names: dict[str, str] = {}  # value (lower case) -> placeholder
+    written: dict[str, str] = {}  # placeholder -> value as first written
+
+    def name(match: re.Match) -> str:
+        key = match.group(0).lower()
+        if key not in names:
+            names[key] = f"value_{_letters(len(names))}"
+            written[names[key]] = match.group(0)
+        return names[key]
+
+    prompt = pattern.sub(name, prompt)
+    actions = [pattern.sub(lambda m: names.get(m.group(0).lower(), m.group(0)), a) for a in actions]
+    return prompt, actions, written
+
+
+def _letters(index: int) -> str:
+    """0 -> 'a', 25 -> 'z', 26 -> 'ba', ...: a placeholder's name, letters only (one word token)."""
+    text = ""
+    while True:
+        index, digit = divmod(index, 26)
+        text = chr(ord("a") + digit) + text
+        if index == 0:
+            return text
 
 
 def _check_history_steps(history_steps: int | None) -> None:
@@ -213,9 +260,13 @@ class LMPolicy:
         name: str = "lm",
         show_goal: bool = True,
         last_action: bool = False,
+        show_request: bool = False,
+        values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action: the prompt's layout (see `format_prompt`); a
+            history_steps, show_goal, last_action, show_request: the prompt's layout (see
+                `format_prompt`); values: a regex of the values read by reference (see
+                `by_reference`; "" reads every value as text); a
                 cloned agent must act with the layout it was trained on (`load_agent` does).
         Raises:
             ValueError: temperature <= 0 or history_steps < 0.
@@ -228,7 +279,12 @@ class LMPolicy:
         _check_history_steps(history_steps)
         self.scorer = scorer
         self.history_steps = history_steps
-        self.prompt_options = {"show_goal": show_goal, "last_action": last_action}
+        self.prompt_options = {
+            "show_goal": show_goal,
+            "last_action": last_action,
+            "show_request": show_request,
+        }
+        self.values = values
         self.greedy = greedy
         self.temperature = temperature
         self.length_norm = length_norm
@@ -288,10 +344,11 @@ class LMPolicy:
             ValueError: no admissible actions, or an empty prompt.
         """
         actions = list(info["admissible_actions"])
-        self.last_prompt = format_prompt(
+        prompt = format_prompt(
             info["goal"], history, observation, self.history_steps, **self.prompt_options
         )
-        probs, note = self.distribution(self.last_prompt, actions)  # (N,)
+        self.last_prompt, candidates, _ = by_reference(prompt, actions, self.values)
+        probs, note = self.distribution(self.last_prompt, candidates)  # (N,)
         if self.greedy:
             index = int(probs.argmax())
         else:
@@ -354,9 +411,13 @@ class GenerativePolicy:
         name: str = "generative",
         show_goal: bool = True,
         last_action: bool = False,
+        show_request: bool = False,
+        values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action: the prompt's layout (see `format_prompt`).
+            history_steps, show_goal, last_action, show_request: the prompt's layout (see
+                `format_prompt`); values: a regex of the values read by reference (see
+                `by_reference`): what the model writes has its placeholders put back.
         Raises:
             ValueError: temperature <= 0, history_steps < 0 or max_new_tokens < 1.
         """
@@ -367,7 +428,12 @@ class GenerativePolicy:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.scorer = scorer
         self.history_steps = history_steps
-        self.prompt_options = {"show_goal": show_goal, "last_action": last_action}
+        self.prompt_options = {
+            "show_goal": show_goal,
+            "last_action": last_action,
+            "show_request": show_request,
+        }
+        self.values = values
         self.max_new_tokens = max_new_tokens
         self.greedy = greedy
         self.temperature = temperature
@@ -391,12 +457,15 @@ class GenerativePolicy:
         Raises:
             ValueError: no admissible actions, or an empty prompt.
         """
-        self.last_prompt = format_prompt(
+        prompt = format_prompt(
             info["goal"], history, observation, self.history_steps, **self.prompt_options
         )
+        self.last_prompt, _, written = by_reference(prompt, [], self.values)
         seed = int(torch.randint(2**62, (), generator=self._generator))
         text = self.scorer.write(
             self.last_prompt, self.max_new_tokens, self.greedy, self.temperature, seed
         )
+        for placeholder, value in sorted(written.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(placeholder, value.lower())
         action, note = map_to_admissible(text.strip(), list(info["admissible_actions"]))
         return Decision(action=action, note=note)

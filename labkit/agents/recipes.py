@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.agents.calendar_assistant import DAYS, PEOPLE
 from labkit.agents.core import Env
 from labkit.agents.registry import make_env
 
@@ -32,7 +33,9 @@ class Recipe:
     eval_per_level: int = 100  # unseen episodes per evaluation level
     max_steps: int = 10  # the harness's step limit per episode
     history_steps: int | None = None  # past (observation, action) pairs in each prompt
-    prompt: dict[str, bool] = field(default_factory=dict)  # format_prompt's layout switches
+    prompt: dict[str, Any] = field(
+        default_factory=dict
+    )  # layout switches, values read by reference
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of AGENT_DEFAULTS
     env_args: dict[str, Any] = field(default_factory=dict)  # make_env keywords for training envs
     train_seed_start: int = TRAIN_SEED_START  # first seed of the expert episodes
@@ -69,6 +72,19 @@ class Recipe:
         return range(EVAL_SEED_START, EVAL_SEED_START + (count or self.eval_per_level))
 
 
+TOOL_USE_LAYOUT = {"show_goal": False, "last_action": True, "show_request": True}
+# Values an agent reads by reference (policies.by_reference): order ids (four digits or more:
+# prices stay numbers, since their size decides a refund); times, days and people's names.
+ORDER_IDS = r"\b\d{4,}\b"
+CALENDAR_VALUES = r"\b\d{1,2}:\d{2}\b|\b(?:" + "|".join(DAYS + PEOPLE) + r")\b"
+TOOL_USE_TRAINING = {
+    "tokenizer": "lower",
+    "embed_dim": 128,
+    "lr": 5e-3,
+    "max_steps": 3000,
+    "eval_every": 500,
+}
+
 RECIPES: dict[str, Recipe] = {
     # Coin Collector: the room and the last move decide each step (the one exit not taken back), so
     # the prompt is the room with the last action restated next to the decision, without the goal
@@ -101,11 +117,26 @@ RECIPES: dict[str, Recipe] = {
         max_steps=50,
         train={"tokenizer": "word"},
     ),
+    # Tool use: each decision reads the request (kept at the top), the tool's last answer and the
+    # call that asked for it (restated just before the decision); ids, times, days and names are
+    # read by reference (value_a, value_b, ...: an argument is chosen, not spelt); words are read
+    # in lower case, other numbers digit by digit.
     "customer_service": Recipe(
-        "customer_service", train_per_level=200, eval_per_level=100, train={"tokenizer": "char"}
+        "customer_service",
+        train_per_level=2000,
+        train_seed_start=10_000,
+        history_steps=0,
+        prompt={**TOOL_USE_LAYOUT, "values": ORDER_IDS},
+        train=TOOL_USE_TRAINING,
+        env_args={"injection": 0.2},
     ),
     "calendar": Recipe(
-        "calendar", train_per_level=200, eval_per_level=100, train={"tokenizer": "char"}
+        "calendar",
+        train_per_level=2000,
+        train_seed_start=10_000,
+        history_steps=0,
+        prompt={**TOOL_USE_LAYOUT, "values": CALENDAR_VALUES},
+        train=TOOL_USE_TRAINING,
     ),
 }
 
