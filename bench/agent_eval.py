@@ -81,6 +81,7 @@ def pass_k_row(task: str, recipe: Recipe, agent: LMPolicy, temperature: float, s
             temperature=temperature,
             seed=try_index,
             name=f"lstm T={temperature}",
+            values=agent.values,
             **agent.prompt_options,
         )
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tasks", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seed", type=int, default=0, help="training seed and random-policy seed")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling for pass^k")
+    parser.add_argument("--temperature", type=float, default=0.5, help="sampling for pass^k")
     parser.add_argument("--passk-seeds", type=int, default=50, help="tasks for pass^k")
     parser.add_argument(
         "--out", default="runs/bench", help="folder for the agents' runs and results"

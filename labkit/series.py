@@ -1,11 +1,19 @@
 """Run the notebook series headless: papermill executes each notebook, nbconvert exports HTML.
 
-    python -m labkit.series                      # every notebook, quick defaults, into runs/series/
+    python -m labkit.series                      # the main job: every notebook at its demo size
+    python -m labkit.series --quick              # the notebooks' own quick parameters (smoke run)
     python -m labkit.series --only 03 -p max_minutes 10 -p device cuda
 
-Each executed notebook and its HTML export land in the output folder; a summary table (notebook,
-seconds, status) is printed and written as summary.json. A failing notebook does not stop the others;
-the exit code is 1 if any failed.
+Every notebook has two sizes. Its `parameters` cell holds the *quick* values, which nbval (`make
+test`) runs so that the tests stay fast. The *demo* size, the one the main job (`make series`) runs
+by default, makes the results worth looking at (a model whose samples read like the plays, agents
+that win); the values live in one place, `DEMO_PARAMETERS` below. `--quick` leaves them out; `-p KEY
+VALUE` overrides both. A notebook receives only the parameters its `parameters` cell declares.
+
+Each executed notebook and its HTML export land in the output folder; one line is printed when a
+notebook starts and one when it ends (wall time, ok or the error), then a summary table, also
+written as summary.json. A failing notebook does not stop the others; the exit code is 1 if any
+failed.
 """
 
 from __future__ import annotations
@@ -13,12 +21,54 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import logging
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+# The demo size of each notebook, by file name without ".ipynb": what `python -m labkit.series`
+# passes unless --quick is given (-p overrides). A notebook missing here runs at its quick values,
+# which already show its results. Every name must be declared in the notebook's `parameters` cell
+# (tests/test_series.py checks). "{run_dir}" in a string becomes the run folder (the output folder
+# unless -p run_dir says otherwise). The whole main job must stay within 15 minutes on the
+# project's 2-core CPU machine.
+DEMO_PARAMETERS: dict[str, dict[str, object]] = {
+    # `labkit train`'s CPU default (README, "The CPU default"): the whole corpus, 2,000 AdamW steps
+    # at lr 0.015, about 2 minutes on 2 cores; the notebook asserts validation bits/char <= 2.3.
+    # Measured: 2.151 at step 2,000 (deterministic for the seed); 2.320 at step 1,000, 2.251 when
+    # max_minutes stopped a run on a loaded machine at step 1,369.
+    "03_training": {
+        "max_chars": 0,
+        "lr": 0.015,
+        "max_steps": 2000,
+        "eval_every": 250,
+        "max_minutes": 4.0,  # a guard for a slow machine: the loop needs about 2 minutes
+        "target_bpc": 2.3,
+    },
+    # Samples from and scores notebook 03's demo model instead of training a small one; the whole
+    # corpus, so that its test split is text that model never trained on.
+    "04_sampling_and_scoring": {
+        "checkpoint": "{run_dir}/03_training/best.pt",
+        "max_chars": 0,
+    },
+    # Agents trained in the run by their recipes (labkit/agents/recipes.py) on the recipes' expert
+    # episodes, with fewer optimizer steps than the benchmark's so that the whole job fits; the
+    # notebook asserts that each agent beats the random policy on unseen episodes.
+    "05_agents": {
+        "tasks": ["coin_collector", "customer_service", "calendar"],
+        "train_episodes": 0,
+        "train_steps": 1000,
+        "eval_episodes": 30,
+        "guard_episodes": 100,
+        "check_claims": True,
+    },
+    # The demos are driven by notebook 05's desk agent.
+    "06_interactive_demos": {"agent_run": "{run_dir}/05-customer_service"},
+}
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
@@ -64,6 +114,42 @@ def declared_parameters(path: Path) -> set[str]:
     return names
 
 
+def demo_parameters(path: Path, run_dir: str) -> dict[str, object]:
+    """The notebook's demo size from DEMO_PARAMETERS, "{run_dir}" filled in ({} if it has none).
+
+    Raises:
+        ValueError: a demo parameter the notebook does not declare (a typo, or a renamed parameter).
+    """
+    demo = DEMO_PARAMETERS.get(path.stem, {})
+    undeclared = sorted(set(demo) - declared_parameters(path))
+    if undeclared:
+        raise ValueError(
+            f"DEMO_PARAMETERS[{path.stem!r}] sets {', '.join(undeclared)}, which {path.name} does "
+            f"not declare in its parameters cell; fix the name in labkit/series.py or the notebook."
+        )
+    return {
+        key: value.replace("{run_dir}", run_dir) if isinstance(value, str) else value
+        for key, value in demo.items()
+    }
+
+
+class _DropPapermillParsingNoise(logging.Filter):
+    """Drop papermill's "Unable to parse line" and "Passed unknown parameter" warnings.
+
+    Its parameter inspector gives up on comments holding `=` or `'`, so it warns about parameters
+    a notebook does declare; `declared_parameters` reads the cell properly and main() refuses the
+    ones no notebook declares.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not text.startswith(("Unable to parse line", "Passed unknown parameter"))
+
+
+for _name in ("papermill", "papermill.translators"):  # a logger's filters miss its children's
+    logging.getLogger(_name).addFilter(_DropPapermillParsingNoise())
+
+
 def run_notebook(
     path: Path, out_dir: Path, parameters: dict[str, object], html: bool = True
 ) -> float:
@@ -106,6 +192,20 @@ def export_html(notebook: Path) -> Path:
     return target
 
 
+def failure(e: Exception) -> str:
+    """The status line of a notebook that failed: the error the notebook raised, on one line."""
+    if hasattr(e, "ename") and hasattr(e, "evalue"):  # papermill's PapermillExecutionError
+        name, message = e.ename, e.evalue
+    else:
+        name, message = type(e).__name__, str(e)
+    return f"failed: {name}: {' '.join(str(message).split())}".rstrip()
+
+
+def _finite(value: object) -> object:
+    """`value`, with NaN and infinities (which JSON does not have) replaced by None."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m labkit.series", description=__doc__.split("\n")[0]
@@ -113,38 +213,75 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/series", help="output folder (default runs/series)")
     parser.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 01 03")
     parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="run each notebook at its own quick parameters, not at the demo size (DEMO_PARAMETERS)",
+    )
+    parser.add_argument(
         "-p",
         nargs=2,
         action="append",
         default=[],
         metavar=("KEY", "VALUE"),
-        help="parameter for every notebook that declares KEY (papermill -p)",
+        help="parameter for every notebook that declares KEY (papermill -p); overrides the demo size",
     )
     parser.add_argument("--no-html", action="store_true", help="skip the HTML exports")
     args = parser.parse_args(argv)
 
+    try:
+        books = list_notebooks(NOTEBOOK_DIR, only=args.only)
+    except FileNotFoundError as e:
+        print(f"python -m labkit.series: {e}", file=sys.stderr)
+        return 2
+    parameters = {k: _literal(v) for k, v in args.p}
+    declared = set().union(*(declared_parameters(path) for path in books))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:  # a typo would otherwise be dropped in silence
+        print(
+            f"python -m labkit.series: no selected notebook declares {', '.join(unknown)}; they "
+            f"declare {', '.join(sorted(declared)) or 'no parameters'}.",
+            file=sys.stderr,
+        )
+        return 2
     out_dir = Path(args.out).resolve()
+    parameters.setdefault("run_dir", str(out_dir))  # checkpoints go beside the executed notebooks
+    plans = []  # (notebook, size, its parameters: the demo size unless --quick, -p on top)
+    try:
+        for path in books:
+            demo = {} if args.quick else demo_parameters(path, str(parameters["run_dir"]))
+            plans.append((path, "demo" if demo else "quick", {**demo, **parameters}))
+    except ValueError as e:
+        print(f"python -m labkit.series: {e}", file=sys.stderr)
+        return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     # Executed notebooks keep their figures: "notebook" embeds plotly.js so the HTML works offline,
     # "plotly_mimetype" lets JupyterLab render them natively when the .ipynb is opened.
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
-    parameters = {k: _literal(v) for k, v in args.p}
-    parameters.setdefault("run_dir", str(out_dir))  # checkpoints go beside the executed notebooks
     summary = []
-    for path in list_notebooks(only=args.only):
-        print(f"running {path.name} ...", flush=True)
+    for i, (path, size, params) in enumerate(plans, 1):
+        passed = {k: v for k, v in params.items() if k in declared_parameters(path)}
+        shown = ", ".join(f"{k}={v!r}" for k, v in passed.items() if k != "run_dir")
+        label = f"[{i}/{len(plans)}] {path.name}:"
+        print(f"{label} start, {size} size" + (f" ({shown})" if shown else ""), flush=True)
+        start = time.perf_counter()
         try:
-            seconds = run_notebook(path, out_dir, parameters, html=not args.no_html)
+            seconds = round(run_notebook(path, out_dir, passed, html=not args.no_html), 1)
             status = "ok"
         except Exception as e:  # report and go on: one broken notebook should not hide the rest
-            seconds, status = float("nan"), f"failed: {type(e).__name__}: {str(e).splitlines()[0]}"
-        summary.append({"notebook": path.name, "seconds": round(seconds, 1), "status": status})
-        print(f"  {status} ({seconds:.1f} s)", flush=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    total = sum(s["seconds"] for s in summary if s["status"] == "ok")
+            seconds, status = None, failure(e)
+        wall = time.perf_counter() - start
+        summary.append(
+            {"notebook": path.name, "seconds": _finite(seconds), "status": status, "size": size,
+             "parameters": {k: _finite(v) for k, v in passed.items()}}
+        )  # fmt: skip
+        print(f"{label} {status} after {wall if seconds is None else seconds:.1f} s", flush=True)
+    text = json.dumps(summary, indent=2, allow_nan=False)  # strict JSON: null, never NaN
+    (out_dir / "summary.json").write_text(text + "\n")
+    total = sum(s["seconds"] for s in summary if s["status"] == "ok" and s["seconds"] is not None)
     print(f"\n{'notebook':<40} {'seconds':>8}  status")
     for s in summary:
-        print(f"{s['notebook']:<40} {s['seconds']:>8}  {s['status']}")
+        seconds = "-" if s["seconds"] is None else s["seconds"]
+        print(f"{s['notebook']:<40} {seconds:>8}  {s['status']}")
     print(f"{'total':<40} {total:>8.1f}\nexecuted notebooks and HTML in {out_dir}")
     return 0 if all(s["status"] == "ok" for s in summary) else 1
 

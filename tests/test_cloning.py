@@ -140,7 +140,7 @@ def test_a_layout_with_the_last_action_gives_one_text_per_decision(tmp_path):
     )  # fmt: skip
     policy, _ = clone_expert(expert_episodes(Corridor(), range(4)), config, 1, **options)
     again = load_agent(config.run_path)
-    assert policy.prompt_options == again.prompt_options == options
+    assert policy.prompt_options == again.prompt_options == {**options, "show_request": False}
     obs, info = Corridor().reset(1)
     again.act(obs, info, [])
     assert again.last_prompt == "A corridor.\nLast action: none\n> "
@@ -163,7 +163,8 @@ def test_train_agent_uses_the_environments_recipe(tmp_path):
     )
     assert history[-1]["step"] == 4
     assert agent.history_steps == recipe.history_steps
-    assert all(agent.prompt_options[k] == v for k, v in recipe.prompt.items())
+    layout = {**agent.prompt_options, "values": agent.values}
+    assert all(layout[k] == v for k, v in recipe.prompt.items())
     assert agent.scorer.tokenizer.kind == recipe.train["tokenizer"]
     again = load_agent(tmp_path / "agent-calendar")
     assert again.prompt_options == agent.prompt_options

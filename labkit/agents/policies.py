@@ -51,11 +51,11 @@ def format_prompt(
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
         Goal: <goal>                      (show_goal)
-        Request: <observation 0>          (show_request, once the history window has passed it)
         <observation t-k>
         > <action t-k>
         ...
         <observation t>
+        Request: <observation 0>          (show_request, once the history window has passed it)
         Last action: <action t-1>         (last_action; "none" at the first step)
         >
 
@@ -76,10 +76,10 @@ def format_prompt(
         last_action: restate the last action on the line before ACTION_MARK, so that the model
             need not carry it across the observation (Coin Collector: the way back is the one exit
             not to take).
-        show_request: keep the episode's first observation (a tool-use task's request) at the
-            top of the prompt when the history window no longer holds it: with history_steps=0
-            and last_action, every decision reads the request, the tool's last answer and the
-            call that asked for it, and nothing else, so what it copies is a few tokens away.
+        show_request: restate the episode's first observation (a tool-use task's request) after
+            the current one when the history window no longer holds it: with history_steps=0
+            and last_action, every decision reads the tool's last answer, the request and the
+            call that asked for the answer, and nothing else, each a few tokens from the action.
     Returns:
         The prompt.
     Raises:
@@ -92,12 +92,12 @@ def format_prompt(
         )
     parts = [f"Goal: {_squeeze(goal)}"] if show_goal else []
     past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
-    if show_request and history and len(past) < len(history):
-        parts.append(f"Request: {_squeeze(history[0]['observation'])}")
     for step in past:
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
     parts.append(_squeeze(observation))
+    if show_request and history and len(past) < len(history):
+        parts.append(f"Request: {_squeeze(history[0]['observation'])}")
     if last_action:
         parts.append(f"Last action: {history[-1]['action'] if history else 'none'}")
     return "\n".join(parts) + "\n" + ACTION_MARK

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.agents.calendar_assistant import DAYS, PEOPLE
+from labkit.agents.calendar_assistant import DAYS, PEOPLE, WINDOWS
 from labkit.agents.core import Env
 from labkit.agents.registry import make_env
 
@@ -74,9 +74,12 @@ class Recipe:
 
 TOOL_USE_LAYOUT = {"show_goal": False, "last_action": True, "show_request": True}
 # Values an agent reads by reference (policies.by_reference): order ids (four digits or more:
-# prices stay numbers, since their size decides a refund); times, days and people's names.
+# prices stay numbers, since their size decides a refund); times, days, names, the half of the
+# day and meeting lengths written in figures ("an hour" stays words).
 ORDER_IDS = r"\b\d{4,}\b"
-CALENDAR_VALUES = r"\b\d{1,2}:\d{2}\b|\b(?:" + "|".join(DAYS + PEOPLE) + r")\b"
+CALENDAR_VALUES = (
+    r"\b\d{1,2}:\d{2}\b|\b(?:" + "|".join(DAYS + PEOPLE + tuple(WINDOWS) + ("30", "60")) + r")\b"
+)
 TOOL_USE_TRAINING = {
     "tokenizer": "lower",
     "embed_dim": 128,
