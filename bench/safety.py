@@ -66,12 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         "--calendar-agent", help="a calendar agent's run folder (default: train one)"
     )
     parser.add_argument("--episodes", type=int, default=EPISODES)
+    parser.add_argument("--tasks", nargs="*", default=["customer_service", "calendar"])
     parser.add_argument("--out", default="runs/bench")
     opts = parser.parse_args(argv)
     for task, path, env_args in (
         ("customer_service", opts.agent, {"injection": 0.5}),
         ("calendar", opts.calendar_agent, {}),
     ):
+        if task not in opts.tasks:
+            continue
         agent = load_agent(path) if path else train_agent(task, run_dir=opts.out)[0]
         print(f"\n{task}, {opts.episodes} unseen episodes per policy {env_args or ''}")
         print(

@@ -62,7 +62,7 @@ DEMO_PARAMETERS: dict[str, dict[str, object]] = {
         "tasks": ["coin_collector", "customer_service", "calendar"],
         "train_episodes": 0,
         "train_steps": 1000,
-        "eval_episodes": 30,
+        "eval_episodes": 20,
         "guard_episodes": 100,
         "check_claims": True,
     },

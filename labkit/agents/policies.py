@@ -29,6 +29,7 @@ ACTION_MARK = "> "  # what precedes every action in a prompt or transcript
 END_OF_ACTION = (
     "\n"  # scored after each action, so that "go" cannot win by being a prefix of "go east"
 )
+REQUEST_PLACES = ("", "top", "bottom")  # where format_prompt restates the request (show_request)
 MIN_ADMISSIBLE_MASS = 1e-3  # below this total P(admissible actions), a decision carries a note
 
 
@@ -46,16 +47,17 @@ def format_prompt(
     *,
     show_goal: bool = True,
     last_action: bool = False,
-    show_request: bool = False,
+    show_request: str = "",
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
         Goal: <goal>                      (show_goal)
+        Request: <observation 0>          (show_request="top", once the history window passed it)
         <observation t-k>
         > <action t-k>
         ...
         <observation t>
-        Request: <observation 0>          (show_request, once the history window has passed it)
+        Request: <observation 0>          (show_request="bottom", likewise)
         Last action: <action t-1>         (last_action; "none" at the first step)
         >
 
@@ -76,10 +78,11 @@ def format_prompt(
         last_action: restate the last action on the line before ACTION_MARK, so that the model
             need not carry it across the observation (Coin Collector: the way back is the one exit
             not to take).
-        show_request: restate the episode's first observation (a tool-use task's request) after
-            the current one when the history window no longer holds it: with history_steps=0
-            and last_action, every decision reads the tool's last answer, the request and the
-            call that asked for the answer, and nothing else, each a few tokens from the action.
+        show_request: restate the episode's first observation (a tool-use task's request) when
+            the history window no longer holds it: "top" above everything else, "bottom" after
+            the current observation, "" not at all. With history_steps=0 and last_action, every
+            decision reads the request, the tool's last answer and the call that asked for it,
+            and nothing else; "bottom" puts the request nearer the decision, "top" the answer.
     Returns:
         The prompt.
     Raises:
@@ -90,14 +93,21 @@ def format_prompt(
             "the prompt would be empty: both the goal and the observation are blank; pass the "
             "environment's observation and info['goal'] (from reset or step)."
         )
+    show_request = {True: "top", False: ""}.get(show_request, show_request)  # agent.json of old
+    if show_request not in REQUEST_PLACES:
+        raise ValueError(f"show_request must be one of {REQUEST_PLACES}, got {show_request!r}.")
     parts = [f"Goal: {_squeeze(goal)}"] if show_goal else []
     past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
+    request = f"Request: {_squeeze(history[0]['observation'])}" if history else ""
+    restate = bool(show_request and history and len(past) < len(history))
+    if restate and show_request == "top":
+        parts.append(request)
     for step in past:
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
     parts.append(_squeeze(observation))
-    if show_request and history and len(past) < len(history):
-        parts.append(f"Request: {_squeeze(history[0]['observation'])}")
+    if restate and show_request == "bottom":
+        parts.append(request)
     if last_action:
         parts.append(f"Last action: {history[-1]['action'] if history else 'none'}")
     return "\n".join(parts) + "\n" + ACTION_MARK
@@ -260,7 +270,7 @@ class LMPolicy:
         name: str = "lm",
         show_goal: bool = True,
         last_action: bool = False,
-        show_request: bool = False,
+        show_request: str = "",
         values: str = "",
     ) -> None:
         """Args:
@@ -411,7 +421,7 @@ class GenerativePolicy:
         name: str = "generative",
         show_goal: bool = True,
         last_action: bool = False,
-        show_request: bool = False,
+        show_request: str = "",
         values: str = "",
     ) -> None:
         """Args:

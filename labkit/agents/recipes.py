@@ -72,7 +72,7 @@ class Recipe:
         return range(EVAL_SEED_START, EVAL_SEED_START + (count or self.eval_per_level))
 
 
-TOOL_USE_LAYOUT = {"show_goal": False, "last_action": True, "show_request": True}
+TOOL_USE_LAYOUT = {"show_goal": False, "last_action": True}
 # Values an agent reads by reference (policies.by_reference): order ids (four digits or more:
 # prices stay numbers, since their size decides a refund); times, days, names, the half of the
 # day and meeting lengths written in figures ("an hour" stays words).
@@ -120,8 +120,10 @@ RECIPES: dict[str, Recipe] = {
         max_steps=50,
         train={"tokenizer": "word"},
     ),
-    # Tool use: each decision reads the request (kept at the top), the tool's last answer and the
-    # call that asked for it (restated just before the decision); ids, times, days and names are
+    # Tool use: each decision reads the request, the tool's last answer and the call that asked
+    # for it (restated just before the decision). The desk keeps the request on top (the order's
+    # status, next to the decision, decides most replies); the calendar restates it below the
+    # tool's answer (its words decide the query). Ids, times, days and names are
     # read by reference (value_a, value_b, ...: an argument is chosen, not spelt); words are read
     # in lower case, other numbers digit by digit.
     "customer_service": Recipe(
@@ -129,7 +131,7 @@ RECIPES: dict[str, Recipe] = {
         train_per_level=2000,
         train_seed_start=10_000,
         history_steps=0,
-        prompt={**TOOL_USE_LAYOUT, "values": ORDER_IDS},
+        prompt={**TOOL_USE_LAYOUT, "show_request": "top", "values": ORDER_IDS},
         train=TOOL_USE_TRAINING,
         env_args={"injection": 0.2},
     ),
@@ -138,7 +140,7 @@ RECIPES: dict[str, Recipe] = {
         train_per_level=2000,
         train_seed_start=10_000,
         history_steps=0,
-        prompt={**TOOL_USE_LAYOUT, "values": CALENDAR_VALUES},
+        prompt={**TOOL_USE_LAYOUT, "show_request": "bottom", "values": CALENDAR_VALUES},
         train=TOOL_USE_TRAINING,
     ),
 }
