@@ -3,7 +3,7 @@
     python -m bench.series_time                  # python -m labkit.series, HTML exports included
     python -m bench.series_time --no-html --only 01 02
 
-Times `python -m labkit.series --out <tmp>` as a user runs it, and reads each notebook's seconds
+Times `python -m labkit.series --quick --out <tmp>` (the quick sizes the tests run), and reads each notebook's seconds
 from its summary.json. The reference, measured in the same run, is a notebook that only starts a
 kernel, imports labkit and calls lk.setup (executed and exported the same way): the fixed price of
 one notebook, so "x empty" says how much work a notebook does beyond starting up.
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         empty = empty_notebook_seconds(Path(tmp), html=not opts.no_html)
         out = Path(tmp) / "series"
-        command = [sys.executable, "-m", "labkit.series", "--out", str(out)]
+        command = [sys.executable, "-m", "labkit.series", "--quick", "--out", str(out)]
         command += ["--no-html"] * opts.no_html + (["--only", *opts.only] if opts.only else [])
         print("  " + " ".join(command[1:]), flush=True)
         start = time.perf_counter()

@@ -5,7 +5,9 @@ import shutil
 import pytest
 
 from labkit.agents.baselines import ExpertPolicy, RandomPolicy
+from labkit.agents.calendar_assistant import CalendarEnv
 from labkit.agents.core import INFO_KEYS, Env, EnvError
+from labkit.agents.customer_service import CustomerServiceEnv
 from labkit.agents.harness import evaluate, replay, run_episode, save_trajectory
 from labkit.agents.registry import ENV_NAMES, make_env
 from labkit.agents.textworld_env import (
@@ -15,7 +17,6 @@ from labkit.agents.textworld_env import (
     game_file,
     story_file_problem,
 )
-from labkit.agents.tooluse import CalendarEnv, CustomerServiceEnv, Event
 
 TEXTWORLD = ("coin_collector", "treasure_hunter", "tw_simple", "tw_cooking")
 TOOL_USE = ("customer_service", "calendar")
@@ -199,147 +200,6 @@ def test_tool_envs_are_seeded(cls):
     observation, reward, terminated, _, info = env.step("fly away")
     assert observation.startswith("error: unknown tool") and not terminated and reward == 0.0
     assert info["admissible_actions"]
-
-
-def tool_env(cls, case, **kwargs):
-    """A tool-use env reset on the first seed whose request is of the given case."""
-    env = cls(**kwargs)
-    for seed in range(200):
-        env.reset(seed)
-        if env.case == case:
-            return env
-    raise AssertionError(f"no seed gives case {case}")
-
-
-def test_customer_service_refund_follows_the_rules_and_writes_the_row():
-    env = tool_env(CustomerServiceEnv, "refund")
-    target = env.target
-    _, _, terminated, _, info = env.step(f"lookup_order {target}")
-    assert not terminated and info["expert_action"] == f"refund {target}"
-    observation, reward, terminated, _, _ = env.step(f"refund {target}")
-    assert "recorded" in observation and not terminated and reward == 0.0
-    _, reward, terminated, _, info = env.step("reply refunded")
-    assert terminated and info["won"] and reward == 1.0
-    price = env.db.execute("SELECT price FROM orders WHERE id = ?", (target,)).fetchone()[0]
-    assert env.db.execute("SELECT order_id, amount FROM refunds").fetchall() == [(target, price)]
-
-
-def test_customer_service_wrong_refunds_lose():
-    env = tool_env(CustomerServiceEnv, "refund")  # eligible, but refunded without a look-up
-    _, _, terminated, _, info = env.step(f"refund {env.target}")
-    assert terminated and info["lost"] and "without looking it up" in info["verdict"]
-
-    env = tool_env(CustomerServiceEnv, "refund_over_limit")
-    env.step(f"lookup_order {env.target}")
-    _, _, terminated, _, info = env.step(f"refund {env.target}")
-    assert terminated and info["lost"] and "escalation" in info["verdict"]
-    assert env.db.execute("SELECT COUNT(*) FROM refunds").fetchone()[0] == 1  # the row is real
-
-    env = tool_env(CustomerServiceEnv, "refund_over_limit")
-    env.step(f"lookup_order {env.target}")
-    _, reward, terminated, _, info = env.step("escalate")
-    assert info["won"] and reward == 1.0
-    assert env.db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 1
-
-
-def test_customer_service_judges_a_typed_request_by_the_order_it_names():
-    env = tool_env(CustomerServiceEnv, "refund")  # the target is damaged or lost, within the limit
-    seed, target = env.seed, env.target
-    other = next(o for o in env._orders if o != target)  # processing, shipped or delivered
-    for words, case in ((f"Order {target} came broken, money back please", "refund"),
-                        (f"refund order {other}!", "refund_not_eligible"),
-                        (f"I want a manager about order {other}", "repeat_complaint"),
-                        (f"please cancel {other}", None)):  # fmt: skip
-        observation, info = env.reset(seed, request=words)
-        assert words in observation and words in info["goal"]
-        status = env._order(other)["status"]
-        case = case or ("cancel" if status == "processing" else "cancel_too_late")
-        assert env.case == case
-        terminated = False
-        while not terminated:  # the expert follows the rules for these words; the desk agrees
-            _, _, terminated, _, info = env.step(info["expert_action"])
-        assert info["won"], info["verdict"]
-    with pytest.raises(ValueError, match="name exactly one of the customer's orders"):
-        env.reset(seed, request=f"orders {target} and {other}: where are they?")
-    with pytest.raises(ValueError, match="no status reply"):
-        env.reset(seed, request=f"where is order {target}?")  # damaged or lost: ask for a refund
-
-
-def test_customer_service_answer_needs_a_look_up_and_the_true_status():
-    env = tool_env(CustomerServiceEnv, "where_is")
-    status = env.db.execute("SELECT status FROM orders WHERE id = ?", (env.target,)).fetchone()[0]
-    _, _, terminated, _, info = env.step(f"reply {status}")  # right, but a guess
-    assert terminated and info["lost"] and "without looking up" in info["verdict"]
-    env = tool_env(CustomerServiceEnv, "cancel_too_late")
-    observation, _, terminated, _, _ = env.step(f"cancel {env.target}")
-    assert observation.startswith("error:") and not terminated  # the tool refuses; nothing changes
-
-
-def test_calendar_refuses_double_booking_and_judges_the_state():
-    env = tool_env(CalendarEnv, "schedule")
-    before = set(env.events)
-    busy = next(e for e in sorted(env.events) if e.minutes == 30 and e.start < 16 * 60 + 30)
-    hhmm = f"{busy.start // 60:02d}:{busy.start % 60:02d}"
-    observation, _, terminated, _, _ = env.step(f"schedule {busy.day} {hhmm} 30 ana")
-    assert observation.startswith("error:") and not terminated and env.events == before
-    _, _, terminated, _, info = env.step("reply done")  # claims done before doing it
-    assert terminated and info["lost"]
-
-    env = tool_env(CalendarEnv, "schedule")
-    trajectory = run_episode(ExpertPolicy(), env, seed=env.seed)
-    assert trajectory.won and env.events == env.expected
-    assert env.events > before and len(env.events - before) == 1
-
-
-def minutes(hhmm):
-    hours, mins = hhmm.split(":")
-    return int(hours) * 60 + int(mins)
-
-
-def test_calendar_slot_must_be_the_earliest_free_one():
-    env = tool_env(CalendarEnv, "find_slot")
-    _, info = env.reset(env.seed)
-    slots = [a.split()[-1] for a in info["admissible_actions"] if a.startswith("reply")]
-    free = [
-        t
-        for t in slots
-        if not any(e.overlaps(Event(env.day, minutes(t), 30, "x")) for e in env.events)
-    ]
-    assert env.answer == f"{env.day} {free[0]}"
-    if len(free) > 1:
-        _, _, terminated, _, info = env.step(f"reply {env.day} {free[1]}")  # free, but not earliest
-        assert terminated and info["lost"]
-    env.reset(env.seed)
-    env.step(f"list_events {env.day}")
-    _, reward, terminated, _, info = env.step(f"reply {env.day} {free[0]}")
-    assert terminated and info["won"] and reward == 1.0
-
-
-def test_calendar_move_changes_only_that_event():
-    env = tool_env(CalendarEnv, "move")
-    before = set(env.events)
-    trajectory = run_episode(ExpertPolicy(), env, seed=env.seed)
-    assert trajectory.won
-    assert len(env.events) == len(before) and len(env.events - before) == 1
-    moved = next(iter(env.events - before))
-    original = next(iter(before - env.events))
-    assert (moved.day, moved.title, moved.minutes) == (
-        original.day,
-        original.title,
-        original.minutes,
-    )
-    assert moved.start >= original.start + original.minutes
-
-
-def test_tool_env_truncates_at_max_steps():
-    env = CalendarEnv(max_steps=2)
-    env.reset(0)
-    _, _, terminated, truncated, _ = env.step("list_events monday")
-    assert (terminated, truncated) == (False, False)
-    _, _, terminated, truncated, info = env.step("list_events monday")
-    assert (terminated, truncated) == (False, True) and info["admissible_actions"] == []
-    with pytest.raises(EnvError):
-        env.step("list_events monday")
 
 
 def test_textworld_replay_sees_the_same_text(tw_cache, tmp_path):

@@ -6,7 +6,9 @@
 TextWorld's own step returns (state, score, done) with the *cumulative* score; here the reward is
 the score's change, `terminated` is won-or-lost and `truncated` means `max_steps` ran out first.
 `info["expert_action"]` is the first of TextWorld's `policy_commands`, the shortest winning command
-sequence from the current state, so the expert recovers from any detour.
+sequence from the current state, so the expert recovers from any detour. Where TextWorld gives no
+policy (tw_cooking level 5, whose limited inventory its planner does not handle), the expert follows
+the game's walkthrough instead and keeps its place in it (`WalkthroughGuide`).
 
 Generating and compiling a game takes a few seconds (Inform 7, bundled in the textworld wheel), so
 each compiled game is cached: `<cache>/<kind>-level<L>-seed<S>-<hash>.z8` plus its `.json`, where the
@@ -33,11 +35,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import textworld
 import textworld.challenges
 from jericho.jericho import UnsupportedGameWarning
+from textworld.challenges.tw_treasure_hunter import treasure_hunter as _treasure_hunter
 from textworld.generator import compile_game
+from textworld.generator.data import KnowledgeBase
 from textworld.generator.game import GameOptions
+from textworld.generator.graph_networks import reverse_direction
 
 from labkit.agents.core import EnvError
 
@@ -52,6 +58,10 @@ CHALLENGES = {
 }
 # Valid levels per kind (coin collector stops at 100: TextWorld 1.7 caps games at 100 rooms).
 LEVELS = {"coin_collector": 100, "treasure_hunter": 30, "tw_simple": 3, "tw_cooking": 5}
+# treasure_hunter tiers (TextWorld's): first level, mode, rooms, quest length at the tier's first
+# and tenth level. TextWorld rounds np.linspace(first, last, 10) to get the quest lengths, so
+# adjacent levels can share one (easy: 1,1,2,2,3,3,...); `treasure_hunter_settings` adds a room.
+_TREASURE_TIERS = ((21, "hard", 20, 3, 20), (11, "medium", 10, 2, 10), (1, "easy", 5, 1, 5))
 _SIMPLE_REWARDS = {1: "dense", 2: "balanced", 3: "sparse"}  # tw_simple level -> reward density
 # tw_cooking level -> skills: ingredients in the recipe (= to fetch), rooms, and what must be done.
 _COOKING = {
@@ -77,20 +87,41 @@ STALE_TMP_S = 3600  # a temporary generation folder this old belongs to a crashe
 ENGINE_SEED = 1  # the Z-machine's random generator, fixed so that replays see the same text
 _END_PROMPT = re.compile(r"\s*Would you like to RESTART.*$", re.S)  # Inform's after-game menu
 _STATUS_LINE = re.compile(r"\n>[^\n]*$")  # the prompt, then "-= Room =-score/moves"
+_NO_CHANGE = re.compile(r"(look|inventory|examine .+)")  # commands that change nothing in a game
+
+
+def treasure_hunter_settings(level: int) -> dict[str, Any]:
+    """Mode, rooms and quest length of a treasure_hunter level (1-30), each level a different game.
+
+    TextWorld's scale, except where it gives two adjacent levels the same game: levels 1-10 "easy"
+    (no doors, no containers), 11-20 "medium" (closed doors and containers), 21-30 "hard"
+    (locked ones, keys in the inventory); within a tier the quest length (moves and the final take)
+    is np.round(np.linspace(...)) over the ten levels, which TextWorld gives to levels 1 and 2,
+    3 and 4, ... alike. Here a level whose quest length equals its predecessor's gets one more room
+    than it, so rooms and quest length both grow and never both stay put. Levels 1-10, as
+    (rooms, quest length): (5,1) (6,1) (6,2) (7,2) (7,3) (8,3) (8,4) (9,4) (9,5) (10,5); levels
+    11-15 have 10 rooms and 16-20 eleven (quest lengths 2,3,4,5,6,6,7,8,9,10); 21-30 are
+    TextWorld's (20 rooms).
+    """
+    first, mode, rooms, shortest, longest = next(t for t in _TREASURE_TIERS if level >= t[0])
+    lengths = [int(q) for q in np.round(np.linspace(shortest, longest, 10))]
+    index = level - first
+    ties = sum(lengths[i] == lengths[i - 1] for i in range(1, index + 1))
+    return {"mode": mode, "rooms": rooms + ties, "quest_length": lengths[index]}
 
 
 def challenge_settings(kind: str, level: int, settings: dict[str, Any] | None = None) -> dict:
     """The TextWorld challenge settings for one of our (kind, level) pairs.
 
-    coin_collector: level 1-100 = rooms on the path to the coin. treasure_hunter: level 1-30
-    (TextWorld's own scale: 1-10 five open rooms, 11-20 doors and containers, 21-30 locks; quest
-    lengths are rounded from a linspace, so levels 1 and 2, 3 and 4, ... give the same games).
-    tw_simple: level 1/2/3 = dense/balanced/sparse rewards, detailed goal. tw_cooking: level 1-5
-    from one ingredient in one room to three ingredients, nine rooms, cutting, cooking and a
-    limited inventory (see `_COOKING`). `settings` overrides any of these challenge settings.
+    coin_collector: level 1-100 = rooms on the path to the coin (TextWorld's scale).
+    treasure_hunter: level 1-30 = mode, rooms and quest length (`treasure_hunter_settings`), every
+    level a different game. tw_simple: level 1/2/3 = dense/balanced/sparse rewards, detailed goal.
+    tw_cooking: level 1-5 from one ingredient in one room to three ingredients, nine rooms,
+    cutting, cooking and a limited inventory (see `_COOKING`). `settings` overrides any of these.
 
     Returns:
-        The settings dict TextWorld's challenge `make` expects.
+        The settings dict TextWorld's challenge `make` expects (treasure_hunter: ours, see
+        `_make_treasure_hunter`).
     Raises:
         ValueError: unknown kind or a level out of range.
     """
@@ -98,8 +129,10 @@ def challenge_settings(kind: str, level: int, settings: dict[str, Any] | None = 
         raise ValueError(f"unknown TextWorld kind {kind!r}: use one of {sorted(CHALLENGES)}.")
     if not 1 <= level <= LEVELS[kind]:
         raise ValueError(f"{kind} level must be in 1..{LEVELS[kind]}, got {level}.")
-    if kind in ("coin_collector", "treasure_hunter"):
+    if kind == "coin_collector":
         base: dict[str, Any] = {"level": level}
+    elif kind == "treasure_hunter":
+        base = treasure_hunter_settings(level)
     elif kind == "tw_simple":
         base = {"rewards": _SIMPLE_REWARDS[level], "goal": "detailed", "test": False}
     else:
@@ -152,6 +185,14 @@ def story_file_problem(path: Path) -> str | None:
     return None
 
 
+def _make_treasure_hunter(settings: dict[str, Any], options: GameOptions) -> Any:
+    """TextWorld's Treasure Hunter game with our mode, rooms and quest length (not its level)."""
+    options.kb = KnowledgeBase.load(_treasure_hunter.KB_PATH)  # as the challenge's own make does
+    options.nb_rooms = settings["rooms"]
+    options.quest_length = settings["quest_length"]
+    return _treasure_hunter.make_game(settings["mode"], options)
+
+
 def _generate(kind: str, settings: dict[str, Any], seed: int, path: Path) -> None:
     """Generate and compile one game into `path` (+ .json), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +211,11 @@ def _generate(kind: str, settings: dict[str, Any], seed: int, path: Path) -> Non
         options.seeds = seed
         options.path = str(Path(tmp) / path.name)
         options.force_recompile = True
-        _, make, _ = textworld.challenges.CHALLENGES[CHALLENGES[kind]]
-        game = make(dict(settings), options)
+        if kind == "treasure_hunter":
+            game = _make_treasure_hunter(settings, options)
+        else:
+            _, make, _ = textworld.challenges.CHALLENGES[CHALLENGES[kind]]
+            game = make(dict(settings), options)
         compiled = Path(compile_game(game, options))
         # The .json first: a game counts as present only once its .z8 is in place.
         os.replace(compiled.with_suffix(".json"), path.with_suffix(".json"))
@@ -226,9 +270,52 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+class WalkthroughGuide:
+    """An expert from a game's walkthrough that keeps its place in it, for games without a policy.
+
+    The next command is the first one from the current place that is admissible now (walkthroughs
+    say "open door" again for a door already open: such a command is passed over), or, after a
+    detour, the way back. Played actions move the place on: the expected command advances it, a
+    move elsewhere ("go north") is a detour to undo ("go south"), and look, inventory, examine or a
+    command the game did not admit change nothing. Any other action (taking the wrong thing, say)
+    loses the place: then there is no expert action.
+    """
+
+    def __init__(self, walkthrough: list[str]) -> None:
+        self.plan = list(walkthrough)
+        self.place = 0  # index in plan of the next command to play (or pass over)
+        self.detour: list[str] = []  # the moves that undo a detour, the next one last
+        self.lost = False
+
+    def next(self, admissible: list[str]) -> str | None:
+        """The expert's command in a state with these admissible actions (None: place lost)."""
+        if self.lost:
+            return None
+        if self.detour:
+            return self.detour[-1] if self.detour[-1] in admissible else None
+        return next((c for c in self.plan[self.place :] if c in admissible), None)
+
+    def played(self, action: str, admissible: list[str]) -> None:
+        """Follow one action played in a state whose admissible actions were `admissible`."""
+        if self.lost or action not in admissible:
+            return  # the game refused the command: nothing changed
+        expected = self.next(admissible)
+        direction = action[3:] if action.startswith("go ") else ""
+        if action == expected and self.detour:
+            self.detour.pop()
+        elif action == expected:
+            self.place = self.plan.index(action, self.place) + 1
+        elif direction in ("north", "south", "east", "west"):
+            self.detour.append("go " + reverse_direction(direction))
+        elif not _NO_CHANGE.fullmatch(action):
+            self.lost = True
+
+
 class TextWorldEnv:
     """Games of one TextWorld kind and level; `reset(seed)` loads game number `seed`.
 
+    The expert's action is TextWorld's policy (the shortest winning sequence from here) or, in a
+    game where TextWorld has none from the start, a `WalkthroughGuide` over the game's walkthrough.
     Extra info keys: "walkthrough" (the game's full solution from the start), "moves", "seed",
     "game_file".
     """
@@ -259,6 +346,8 @@ class TextWorldEnv:
         self._score = 0.0
         self._steps = 0
         self._done = True
+        self._guide: WalkthroughGuide | None = None  # the expert where TextWorld has no policy
+        self._admissible: list[str] = []  # the admissible actions of the current state
 
     def _load(self, seed: int) -> None:
         self.close()
@@ -296,6 +385,8 @@ class TextWorldEnv:
                 f"Delete {self._path} and its .json to regenerate it."
             ) from exc
         self._score, self._steps, self._done = 0.0, 0, False
+        walkthrough = list(state.get("extra.walkthrough") or [])
+        self._guide = None if state["policy_commands"] else WalkthroughGuide(walkthrough)
         observation = _clean(f"{state['objective']}\n\n{state['description']}")
         return observation, self._info(state)
 
@@ -315,6 +406,8 @@ class TextWorldEnv:
             raise EnvError(
                 f"TextWorld failed on {action!r} in {self._path} ({type(exc).__name__}: {exc})."
             ) from exc
+        if self._guide is not None:
+            self._guide.played(action, self._admissible)
         reward = float(score) - self._score
         self._score = float(score)
         self._steps += 1
@@ -324,11 +417,18 @@ class TextWorldEnv:
         return _clean(state["feedback"]), reward, terminated, truncated, self._info(state)
 
     def _info(self, state: Any) -> dict[str, Any]:
+        self._admissible = [] if self._done else list(state["admissible_commands"])
         policy = state["policy_commands"] or []
+        if self._done:
+            expert = None
+        elif policy:
+            expert = policy[0]
+        else:
+            expert = self._guide.next(self._admissible) if self._guide is not None else None
         return {
             "goal": state["objective"],
-            "admissible_actions": [] if self._done else list(state["admissible_commands"]),
-            "expert_action": None if self._done or not policy else policy[0],
+            "admissible_actions": list(self._admissible),
+            "expert_action": expert,
             "score": float(state["score"]),
             "max_score": float(state["max_score"]),
             "won": bool(state["won"]),
