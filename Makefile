@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PLOTLY_RENDERER ?= plotly_mimetype+notebook
 
-.PHONY: setup series test lint bench clean
+.PHONY: setup series test lint bench clean present
 
 setup:
 	@LABKIT_VENV=$(VENV) bash scripts/setup.sh
@@ -11,6 +11,10 @@ setup:
 # The main job: every notebook on the embedded corpus, headless, into runs/series/.
 series: setup
 	$(PY) -m labkit.series --out runs/series
+
+# Notebook 06's demos as a web app (Voila) at http://127.0.0.1:8866/, until Ctrl-C.
+present: setup
+	$(PY) -m labkit present
 
 # The test suite: unit tests, then every notebook under nbval with its quick parameters.
 test: setup

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from labkit.batching import IGNORE_INDEX, batchify, num_windows, window
-from labkit.likelihood import evaluate, mean_nll, token_logprobs
+from labkit.likelihood import mean_nll, score_stream, token_logprobs
 from labkit.model import LSTMLanguageModel, detach_state
 
 
@@ -91,7 +91,7 @@ def train_textbook(
                     "lr": lr,
                 }
         if valid_ids is not None:
-            val = evaluate(model, valid_ids, cfg.eval_batch_size, cfg.bptt).mean_nll
+            val = score_stream(model, valid_ids, cfg.eval_batch_size, cfg.bptt).mean_nll
             if val < best_val:
                 best_val = val
             else:

@@ -8,7 +8,7 @@ Ours trains first, with max_minutes set to the budget and its cosine schedule sp
 a short probe says fit in it; the baseline (bench.baseline, the textbook loop) then trains for
 exactly the wall time ours took, start to end of train() with its periodic evaluations and
 checkpoints included. Both start from the same weights (same model, same seed) and are scored by
-the same call, labkit.likelihood.evaluate over the whole validation split, outside the budget.
+the same call, labkit.likelihood.score_stream over the whole validation split, outside the budget.
 Arguments after `--` are TrainConfig overrides for ours.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from bench.baseline import train_textbook
 from bench.common import header, load_data, ours_config, print_table, ratio, run_fresh, save_data
 from labkit.config import parse_overrides
-from labkit.likelihood import evaluate
+from labkit.likelihood import score_stream
 from labkit.runtime import pick_device, set_cpu_threads
 from labkit.train import build_model, train
 
@@ -88,7 +88,7 @@ def run(
         rows = train(model, data, config)
         wall = time.perf_counter() - start
         steps, tokens = rows[-1]["step"], rows[-1]["tokens"]
-    score = evaluate(model, data.valid, EVAL_BATCH, EVAL_BPTT, chars=data.chars["valid"])
+    score = score_stream(model, data.valid, EVAL_BATCH, EVAL_BPTT, chars=data.chars["valid"])
     return {
         "steps": steps,
         "tokens": tokens,

@@ -10,9 +10,9 @@ from labkit.corpus import Corpus, TokenSplits, encode_corpus, load_corpus, shake
 from labkit.generate import SampleConfig, filter_distribution, generate
 from labkit.likelihood import (
     Score,
-    evaluate,
     mean_nll,
     score_continuations,
+    score_stream,
     sequence_loglik,
     surprisal,
     token_logprobs,

@@ -84,3 +84,12 @@ def shard_rows(stream: torch.Tensor, rank: int, world_size: int) -> torch.Tensor
         )
     per = b // world_size
     return stream[rank * per : (rank + 1) * per]
+
+
+def window_counts(targets: torch.Tensor, bptt: int) -> list[int]:
+    """Real (non-padding) targets in each window of a (B, S) target stream, over all rows."""
+    per_column = (targets != IGNORE_INDEX).sum(0)  # (S,)
+    n = num_windows(targets, bptt)
+    padded = torch.zeros(n * bptt, dtype=torch.long)
+    padded[: per_column.numel()] = per_column
+    return padded.view(n, bptt).sum(1).tolist()

@@ -5,23 +5,28 @@ schedule, RNG states, the carried LSTM state, step, history) plus what a reader 
 model (its config and the tokenizer as JSON). Only plain types and tensors go in, so that
 `torch.load(weights_only=True)` can read it: loading a checkpoint never runs code from the file.
 A hand-edited or foreign checkpoint raises CheckpointError saying what does not fit, never a
-KeyError or a shape error from deep inside torch.
+KeyError or a shape error from deep inside torch. `resume_payload` builds what the training loop
+saves (gathered from every process under torchrun) and `restore_run` puts it back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import math
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from labkit.model import LSTMLanguageModel, ModelConfig
+from labkit.config import to_dict
+from labkit.model import LSTMLanguageModel, ModelConfig, State
 
 if TYPE_CHECKING:
+    from labkit.distributed import World
     from labkit.tokenizer import Tokenizer
 
 FORMAT = "labkit-checkpoint"  # the tag every checkpoint carries
@@ -33,6 +38,20 @@ _FIX = "use a checkpoint.pt or best.pt written by labkit train, or train again"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what to do instead."""
+
+
+@dataclass
+class RunState:
+    """Where a training run stands: what a checkpoint restores besides weights, optimizer and RNG."""
+
+    step: int = 0  # optimizer steps done
+    tokens: int = 0  # real targets trained on, all ranks together
+    lr_scale: float = 1.0  # the plateau schedule's factor
+    best_val: float = math.inf  # best validation loss so far
+    bad_evals: int = 0  # evaluations since the best one
+    run_nll: float = 0.0  # summed training loss since the last history row
+    run_tokens: int = 0  # real targets since the last history row
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluation
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -225,3 +244,117 @@ def load_model(
             "tokenizer to use the checkpoint's own)."
         )
     return model, tokenizer
+
+
+def resume_payload(
+    model: LSTMLanguageModel,
+    optimizer: torch.optim.Optimizer,
+    run: RunState,
+    state: State | None,
+    world: World,
+    config: dict[str, Any],
+    tokenizer: Tokenizer | None,
+) -> dict[str, Any] | None:
+    """Everything a run needs to continue exactly where it is; every rank calls this.
+
+    The RNG states of every rank and every rank's rows of the carried LSTM state are gathered, so
+    that a resume restores the whole batch's state, also with another number of processes.
+
+    Returns:
+        The payload on rank 0 (for `save_checkpoint`), None on the other ranks.
+    """
+    mine = {
+        "state": None if state is None else tuple(t.cpu() for t in state),
+        "cpu": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(world.device) if world.device.type == "cuda" else None,
+    }
+    ranks = world.gather(mine)
+    if world.rank != 0:
+        return None
+    carried = None  # (L, B, H): the rows of every rank, in rank order
+    if state is not None:
+        carried = tuple(torch.cat([r["state"][k] for r in ranks], dim=1) for k in (0, 1))
+    return {
+        "model": model.state_dict(),
+        "model_config": to_dict(model.config),
+        "optimizer": optimizer.state_dict(),
+        "progress": dataclasses.asdict(run),
+        "rng": {"cpu": [r["cpu"] for r in ranks], "cuda": [r["cuda"] for r in ranks]},
+        "lstm_state": carried,
+        "config": config,
+        "tokenizer": tokenizer.to_json() if tokenizer is not None else None,
+    }
+
+
+def restore_run(
+    payload: dict[str, Any],
+    path: Path,
+    model: LSTMLanguageModel,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    world: World,
+) -> tuple[RunState, State | None]:
+    """Load a `resume_payload` into the model and optimizer, and this rank's RNG states.
+
+    Returns:
+        The run's state and this rank's rows of the carried LSTM state (None at an epoch's start).
+    Raises:
+        CheckpointError: a part that does not fit this run (a hand-edited or foreign checkpoint).
+    """
+    check_same_model(check_model_config(payload["model_config"], path), model, path)
+    load_weights(model, payload["model"], path)
+    part = "optimizer"
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        for param, slots in optimizer.state.items():
+            for key, value in slots.items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ValueError(f"its {key} is {tuple(value.shape)}, not {tuple(param.shape)}")
+        part = "progress"
+        names = sorted(f.name for f in dataclasses.fields(RunState))
+        if not isinstance(payload["progress"], dict) or sorted(payload["progress"]) != names:
+            raise ValueError(f"it needs exactly the keys {', '.join(names)}")
+        run = RunState(**payload["progress"])
+        part = "lstm_state"
+        state = None
+        if payload["lstm_state"] is not None:
+            h, c = payload["lstm_state"]
+            shape = (model.config.num_layers, batch_size, model.config.hidden_dim)
+            if tuple(h.shape) != shape or tuple(c.shape) != shape:
+                raise ValueError(f"it needs two tensors of shape {shape}")
+            per = batch_size // world.size  # rows per rank
+            h, c = (t[:, world.rank * per : (world.rank + 1) * per] for t in (h, c))
+            state = (
+                h.contiguous().to(world.device),
+                c.contiguous().to(world.device),
+            )  # (L, B/w, H)
+        part = "rng"
+        rng = payload["rng"]
+        torch.set_rng_state(rng["cpu"][world.rank % len(rng["cpu"])])  # another world size: in turn
+        cuda = rng["cuda"][world.rank % len(rng["cuda"])]
+        if world.device.type == "cuda" and cuda is not None:
+            torch.cuda.set_rng_state(cuda, world.device)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        reason = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
+        raise CheckpointError(
+            f"{path}: its {part!r} does not fit this run ({reason}), so it was edited or written "
+            "by other code; resume from best.pt (copy it over checkpoint.pt) or train again."
+        ) from None
+    return run, state
+
+
+def check_same_model(saved: dict[str, Any], model: LSTMLanguageModel, path: Path) -> None:
+    """Raise CheckpointError unless the checkpoint's model config equals the model's."""
+    mine = to_dict(model.config)
+    if saved["vocab_size"] != mine["vocab_size"]:
+        raise CheckpointError(
+            f"{path} holds a model with a vocabulary of {saved['vocab_size']} tokens, but the "
+            f"tokenizer has {mine['vocab_size']}; resume with the same corpus and tokenizer "
+            "settings, or start a new run (another --name, or --overwrite true)."
+        )
+    differ = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in mine.items() if saved.get(k) != v]
+    if differ:
+        raise CheckpointError(
+            f"{path} holds a model with other settings: {', '.join(differ)}; resume with the same "
+            "model settings, or start a new run (another --name, or --overwrite true)."
+        )

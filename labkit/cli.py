@@ -24,7 +24,7 @@ from labkit.checkpoint import CheckpointError, load_checkpoint, load_model, requ
 from labkit.config import ConfigError, from_dict, help_text, parse_overrides
 from labkit.corpus import _read_text
 from labkit.generate import SampleConfig, generate
-from labkit.likelihood import evaluate
+from labkit.likelihood import score_stream
 from labkit.runtime import pick_device
 from labkit.train import (
     NonFiniteLossError,
@@ -42,6 +42,7 @@ commands:
   train    train a language model, writing runs/NAME/
   sample   continue a prompt with text sampled from a trained run
   score    the likelihood of a text under a trained run: nll, perplexity, bits/char
+  present  serve notebook 06's demos as a web app on 127.0.0.1 (`labkit present --help`)
 
 `labkit COMMAND --help` lists the keys of each command."""
 
@@ -196,7 +197,7 @@ def score_command(argv: list[str]) -> int:
     ids = torch.tensor(tokenizer.encode(text, bos=True), dtype=torch.long)  # (N,) <bos> first
     if ids.numel() < 2:
         raise ValueError("the text has no tokens to score; give a non-empty --text or --file.")
-    score = evaluate(model, ids, batch_size=1, bptt=256, chars=len(text))
+    score = score_stream(model, ids, batch_size=1, bptt=256, chars=len(text))
     print(
         f"nll {score.nll:.3f} nats over {score.tokens} tokens ({score.mean_nll:.4f} nats/token), "
         f"perplexity {score.perplexity:.3f}, bits/char {score.bits_per_char:.4f}"
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    if name == "present":  # its own argparse command line (labkit/present.py)
+        from labkit.present import main as present
+
+        return present(rest)
     if name not in COMMANDS:
         print(
             f"labkit: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}\n",

@@ -125,11 +125,6 @@ def parse_overrides(argv: list[str]) -> dict[str, str]:
     return out
 
 
-def from_argv(cls: type[C], argv: list[str], base: C | None = None) -> C:
-    """Build a `cls` from `--key value` overrides on top of `base` (or the defaults)."""
-    return from_dict(cls, parse_overrides(argv), base)
-
-
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return dataclasses.asdict(cfg)
@@ -140,10 +135,11 @@ def help_text(cls: type) -> str:
     import inspect
 
     comments: dict[str, str] = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.*)$", line)
-        if m:
-            comments[m.group(1)] = m.group(2)
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):  # bases first
+        for line in inspect.getsource(klass).splitlines():
+            m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.*)$", line)
+            if m:
+                comments[m.group(1)] = m.group(2)
     lines = []
     for f in dataclasses.fields(cls):
         missing = f.default is dataclasses.MISSING

@@ -2,7 +2,7 @@
 
     log P(w_1:T | w_0) = sum_t log P(w_t | w_<t, w_0)
 
-`token_logprobs` computes the terms of that sum; the training loss, `evaluate`, `sequence_loglik` and
+`token_logprobs` computes the terms of that sum; the training loss, `score_stream`, `sequence_loglik` and
 `score_continuations` (the agent's action scores) are all sums of its output.
 """
 
@@ -74,7 +74,7 @@ class Score:
 
 
 @torch.no_grad()
-def evaluate(
+def score_stream(
     model: LSTMLanguageModel,
     ids: torch.Tensor,
     batch_size: int = 10,

@@ -25,17 +25,22 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class ModelConfig:
-    vocab_size: int = 0  # number of token ids; taken from the tokenizer
-    embed_dim: int = 256  # size of each token's embedding vector
+class ModelSettings:
+    """The model's settings that a run chooses; the defaults are those of `labkit train`.
+
+    ModelConfig adds the vocabulary size, which the tokenizer decides; TrainConfig adds the rest of
+    a training run. Both read these fields, defaults and comments from here.
+    """
+
+    embed_dim: int = 64  # size of each token's embedding vector
     hidden_dim: int = 256  # LSTM state size per layer
-    num_layers: int = 2  # stacked LSTM layers
-    dropout: float = 0.2  # dropout on embeddings, between layers and before the output layer
+    num_layers: int = 1  # stacked LSTM layers
+    dropout: float = 0.0  # dropout on embeddings, between layers and before the output layer
     tie_weights: bool = False  # share embedding and output matrices (needs embed_dim == hidden_dim)
     adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax; () = full softmax
 
     def __post_init__(self) -> None:
-        require_positive(self, "vocab_size", "embed_dim", "hidden_dim", "num_layers")
+        require_positive(self, "embed_dim", "hidden_dim", "num_layers")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(
                 f"dropout must be in [0, 1), got {self.dropout}; "
@@ -46,20 +51,32 @@ class ModelConfig:
                 f"tie_weights needs embed_dim == hidden_dim, got {self.embed_dim} and "
                 f"{self.hidden_dim}; set both to the same size or turn tie_weights off."
             )
-        if self.adaptive_cutoffs:
-            cuts = list(self.adaptive_cutoffs)
-            if self.tie_weights:
-                raise ConfigError("tie_weights cannot be combined with adaptive_cutoffs; pick one.")
-            if cuts != sorted(set(cuts)) or cuts[0] <= 0 or cuts[-1] >= self.vocab_size:
-                raise ConfigError(
-                    f"adaptive_cutoffs must increase strictly and lie in (0, vocab_size="
-                    f"{self.vocab_size}), got {cuts}"
-                )
-            if self.hidden_dim < 4 ** len(cuts):  # each tail cluster projects to hidden_dim // 4**i
-                raise ConfigError(
-                    f"hidden_dim={self.hidden_dim} is too small for {len(cuts)} adaptive clusters; "
-                    f"use hidden_dim >= {4 ** len(cuts)} or fewer adaptive_cutoffs."
-                )
+        cuts = list(self.adaptive_cutoffs)
+        if cuts and self.tie_weights:
+            raise ConfigError("tie_weights cannot be combined with adaptive_cutoffs; pick one.")
+        if cuts and (cuts != sorted(set(cuts)) or cuts[0] <= 0):
+            raise ConfigError(f"adaptive_cutoffs must increase strictly from above 0, got {cuts}")
+        if cuts and self.hidden_dim < 4 ** len(cuts):  # cluster i projects to hidden_dim // 4**i
+            raise ConfigError(
+                f"hidden_dim={self.hidden_dim} is too small for {len(cuts)} adaptive clusters; "
+                f"use hidden_dim >= {4 ** len(cuts)} or fewer adaptive_cutoffs."
+            )
+
+
+@dataclass
+class ModelConfig(ModelSettings):
+    """ModelSettings and the vocabulary size: everything needed to build the model."""
+
+    vocab_size: int = 0  # number of token ids; taken from the tokenizer
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "vocab_size")
+        if self.adaptive_cutoffs and self.adaptive_cutoffs[-1] >= self.vocab_size:
+            raise ConfigError(
+                f"adaptive_cutoffs must lie below vocab_size={self.vocab_size}, got "
+                f"{list(self.adaptive_cutoffs)}; drop the larger ones or use a larger vocabulary."
+            )
 
 
 class LSTMLanguageModel(nn.Module):

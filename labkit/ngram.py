@@ -68,11 +68,11 @@ class NGramModel:
         prefix = _codes(ctx.view(1, -1), self.vocab_size) * self.vocab_size  # (1,)
         return self._logprob(prefix + torch.arange(self.vocab_size))  # (V,)
 
-    def evaluate(self, ids: torch.Tensor | list[int], chars: int | None = None) -> Score:
-        """The summed negative log-likelihood of `ids`, as `labkit.likelihood.evaluate` reports it.
+    def score_stream(self, ids: torch.Tensor | list[int], chars: int | None = None) -> Score:
+        """The summed negative log-likelihood of a token stream `ids`, as the LSTM's is reported.
 
-        For order 1 and 2 this scores every token after the first, exactly the tokens the LSTM's
-        `evaluate` scores, so the two Scores compare directly.
+        For order 1 and 2 this scores every token after the first, exactly the tokens that
+        `labkit.likelihood.score_stream` scores, so the two Scores compare directly.
 
         Args:
             chars: characters of the text behind `ids`, for bits per character.

@@ -36,6 +36,22 @@ def loss_figure(
     return fig
 
 
+def sync_widget(fig: go.Figure | go.FigureWidget) -> None:
+    """Make a FigureWidget's synced state the figure as it is now (a plain Figure: nothing).
+
+    A FigureWidget sends each change as a one-off message that only a page already open applies;
+    its synced state (`_widget_data`, `_widget_layout`) is the figure when it was built or last
+    displayed by itself, and a page that opens later (Voila, which runs the notebook before the
+    page connects, or a second view) draws that: a chart inside a VBox stayed empty, and then
+    ignored every update for want of a trace. This sets the state as plotly's own display does.
+    """
+    if isinstance(fig, go.FigureWidget):
+        from copy import deepcopy
+
+        fig._widget_layout = deepcopy(fig._layout_obj._props)
+        fig._widget_data = deepcopy(fig._data)
+
+
 def live_loss_callback(fig: go.FigureWidget) -> Callable[[dict], None]:
     """A `train(..., callback=...)` hook that appends each history row's losses to `fig`.
 
@@ -53,8 +69,52 @@ def live_loss_callback(fig: go.FigureWidget) -> Callable[[dict], None]:
                     trace = traces[name]
                     trace.x = (*(trace.x or ()), row["step"])
                     trace.y = (*(trace.y or ()), row[key])
+        sync_widget(fig)
 
     return callback
+
+
+class LiveFigure:
+    """A FigureWidget shown with a static copy of itself, for pages that have no kernel.
+
+        live = LiveFigure(loss_figure(widget=True))
+        live.show()        # JupyterLab and Voila draw the widget, redrawn as its data change
+        ...                # update live.figure
+        live.refresh()     # the displayed output now also holds the figure as it is now
+
+    A widget draws only beside a live kernel: an exported HTML page or a notebook opened later
+    showed the live curve blank. The display's bundle holds the widget's view and the figure as
+    plotly JSON; frontends with a kernel prefer the widget, exports take the JSON
+    (labkit.export), and refresh() replaces the bundle in place, so the saved output ends with
+    every point.
+    """
+
+    def __init__(self, figure: go.FigureWidget) -> None:
+        self.figure = figure
+        self.handle = None  # the display, once shown
+
+    def __repr__(self) -> str:
+        return f"LiveFigure({self.figure.layout.title.text!r})"
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        import json
+
+        import plotly.io as pio
+
+        static = json.loads(pio.to_json(self.figure, validate=False))
+        widget = self.figure._repr_mimebundle_(include, exclude)
+        return {"application/vnd.plotly.v1+json": static, **widget}
+
+    def show(self) -> None:
+        """Display the figure (once per LiveFigure)."""
+        from IPython.display import display
+
+        self.handle = display(self, display_id=True)
+
+    def refresh(self) -> None:
+        """Put the figure as it is now into the displayed output."""
+        if self.handle is not None:
+            self.handle.update(self)
 
 
 def token_heatmap(
@@ -183,6 +243,7 @@ def show_action_distribution(
         bar.x = actions
         bar.y = [probs[a] for a in actions]
         bar.marker.color = [CHOSEN_COLOR if a == chosen else OTHER_COLOR for a in actions]
+    sync_widget(fig)
 
 
 def success_bars(

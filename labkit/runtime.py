@@ -1,9 +1,13 @@
-"""Seeds, devices and the notebook set-up: the one place where each is decided."""
+"""Seeds, devices, autocast, Ctrl-C and the notebook set-up: the one place where each is decided."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
@@ -44,6 +48,41 @@ def pick_device(device: str = "auto") -> torch.device:
             f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
         )
     return torch.device(device)
+
+
+def autocast(device: torch.device, amp: str) -> AbstractContextManager:
+    """bfloat16 autocast on CUDA when amp is "bf16"; on other devices a context that does nothing."""
+    if device.type == "cuda" and amp == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class Interrupt:
+    """Turn Ctrl-C into a flag a loop reads between steps, so a checkpoint is never half a step.
+
+    A second Ctrl-C interrupts at once, and nothing is saved. (Only the main thread can catch
+    signals; elsewhere Ctrl-C never reaches the loop.)
+    """
+
+    def __init__(self) -> None:
+        self.requested = False  # Ctrl-C was pressed: stop after this step
+        self.forced = False  # pressed twice: stop now, without saving
+        self.previous = None
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def set_cpu_threads(threads: int = 0) -> int:

@@ -10,7 +10,8 @@ by default, makes the results worth looking at (a model whose samples read like 
 that win); the values live in one place, `DEMO_PARAMETERS` below. `--quick` leaves them out; `-p KEY
 VALUE` overrides both. A notebook receives only the parameters its `parameters` cell declares.
 
-Each executed notebook and its HTML export land in the output folder; one line is printed when a
+Each executed notebook and its HTML page land in the output folder (the pages share `_static/` and
+open offline: labkit/export.py); one line is printed when a
 notebook starts and one when it ends (wall time, ok or the error), then a summary table, also
 written as summary.json. A failing notebook does not stop the others; the exit code is 1 if any
 failed.
@@ -57,17 +58,34 @@ DEMO_PARAMETERS: dict[str, dict[str, object]] = {
     },
     # Agents trained in the run by their recipes (labkit/agents/recipes.py) on the recipes' expert
     # episodes, with fewer optimizer steps than the benchmark's so that the whole job fits; the
-    # notebook asserts that each agent beats the random policy on unseen episodes.
+    # notebook asserts that each agent beats the random policy on unseen episodes. Coin Collector
+    # learns its rooms between steps 750 and 1,250 (README, TextWorld); the tool-use agents' best
+    # validation loss comes within 500 steps of 128-token windows.
     "05_agents": {
         "tasks": ["coin_collector", "customer_service", "calendar"],
         "train_episodes": 0,
-        "train_steps": 1000,
+        "train_steps": {"coin_collector": 1250, "customer_service": 500, "calendar": 500},
         "eval_episodes": 20,
         "guard_episodes": 100,
         "check_claims": True,
     },
     # The demos are driven by notebook 05's desk agent.
     "06_interactive_demos": {"agent_run": "{run_dir}/05-customer_service"},
+    # Canaries in more of the plays, trained longer (two character models of about 40 s each),
+    # five-digit secrets ranked exactly among 10^5; the minimal pairs scored by 03's model, the
+    # fairness and misuse counts played by 05's desk agent.
+    "07_risks": {
+        "max_chars": 150000,
+        "max_steps": 600,
+        "repeats": [0, 1, 4, 16, 64],
+        "canaries_per_count": 2,
+        "digits": 5,
+        "samples": 4000,
+        "bias_checkpoint": "{run_dir}/03_training/best.pt",
+        "agent_run": "{run_dir}/05-customer_service",
+        "cases": 24,
+        "misuse_episodes": 100,
+    },
 }
 
 
@@ -182,14 +200,10 @@ def run_notebook(
 
 
 def export_html(notebook: Path) -> Path:
-    """Write an HTML copy of an executed notebook beside it (figures embedded, works offline)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    """Write an HTML page of an executed notebook beside it that opens offline (labkit.export)."""
+    from labkit.export import export_html as offline_page
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    return offline_page(notebook)
 
 
 def failure(e: Exception) -> str:
@@ -254,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m labkit.series: {e}", file=sys.stderr)
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Executed notebooks keep their figures: "notebook" embeds plotly.js so the HTML works offline,
-    # "plotly_mimetype" lets JupyterLab render them natively when the .ipynb is opened.
+    # Executed notebooks keep their figures: "plotly_mimetype" lets JupyterLab render them natively
+    # when the .ipynb is opened; the HTML pages redraw them with the folder's shared plotly.js.
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
     summary = []
     for i, (path, size, params) in enumerate(plans, 1):

@@ -6,44 +6,41 @@
 The loss is `mean_nll(token_logprobs(...))`, the code path evaluation uses too. The step index alone
 decides which window of the token streams a step reads (window = step % windows per epoch), and a
 checkpoint holds every other piece of state (weights, optimizer, schedule, RNG, the carried LSTM
-state, the running loss), so a run that is stopped and resumed ends with the same weights as one
-that never stopped. Under torchrun each process trains on its rows of the batch with
-DistributedDataParallel; rank 0 evaluates and writes the run folder.
+state, the running loss; see `labkit.checkpoint.resume_payload`), so a run that is stopped and
+resumed ends with the same weights as one that never stopped. Under torchrun each process trains on
+its rows of the batch with DistributedDataParallel (`labkit.distributed.World`); rank 0 evaluates
+and writes the run folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import threading
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from labkit.batching import IGNORE_INDEX, batchify, num_windows, shard_rows, window
+from labkit.batching import batchify, window, window_counts
 from labkit.checkpoint import (
     RESUME_KEYS,
     CheckpointError,
-    check_model_config,
+    RunState,
     load_checkpoint,
-    load_weights,
     require_keys,
+    restore_run,
+    resume_payload,
     save_checkpoint,
 )
 from labkit.config import ConfigError, require_positive, to_dict
 from labkit.corpus import TokenSplits, encode_corpus, load_corpus
-from labkit.likelihood import Score, evaluate, mean_nll, token_logprobs
-from labkit.model import LSTMLanguageModel, ModelConfig, State, detach_state
-from labkit.runtime import pick_device, seed_everything, set_cpu_threads
+from labkit.distributed import World
+from labkit.likelihood import Score, mean_nll, score_stream, token_logprobs
+from labkit.model import LSTMLanguageModel, ModelConfig, ModelSettings, State, detach_state
+from labkit.runtime import Interrupt, autocast, pick_device, seed_everything, set_cpu_threads
 from labkit.tokenizer import KINDS, Tokenizer, train_tokenizer
 
 if TYPE_CHECKING:
@@ -63,28 +60,25 @@ RESUME_MAY_CHANGE = (
 
 
 @dataclass
-class TrainConfig:
-    """Every setting of a training run.
+class DataSettings:
+    """The corpus and the tokenizer of a run (what `prepare` reads)."""
 
-    The defaults are tuned for `labkit train` on a 2-core CPU: a char-level LSTM on the embedded
-    Shakespeare that reaches about 2.15 validation bits/char in under two minutes, data included.
-    """
-
-    # data
     corpus: str = "shakespeare"  # "shakespeare" (embedded), a .txt file, or a folder of .txt files
     max_chars: int = 0  # use only the first N characters of the corpus; 0 = all
-    tokenizer: str = (
-        "char"  # tokenizer kind: "char", "word", "lower" (words in lower case) or "bpe"
-    )
+    tokenizer: str = "char"  # tokenizer kind: "char", "word", "lower" (lower-case words) or "bpe"
     vocab_size: int = 0  # tokenizer vocabulary size; 0 = the kind's default
     min_freq: int = 1  # word tokenizer: words seen fewer times become <unk>
-    # model
-    embed_dim: int = 64  # size of each token's embedding vector
-    hidden_dim: int = 256  # LSTM state size per layer
-    num_layers: int = 1  # stacked LSTM layers
-    dropout: float = 0.0  # dropout on embeddings, between layers and before the output layer
-    tie_weights: bool = False  # share embedding and output matrices (needs embed_dim == hidden_dim)
-    adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax; () = full softmax
+
+
+@dataclass
+class TrainConfig(ModelSettings, DataSettings):
+    """Every setting of a training run: data, then model (ModelSettings, labkit/model.py), then these.
+
+    (A dataclass lists the fields of its last base first.) The defaults are tuned for `labkit
+    train` on a 2-core CPU: a char-level LSTM on the embedded Shakespeare that reaches about 2.15
+    validation bits/char in under two minutes, data included.
+    """
+
     # optimisation
     batch_size: int = 32  # parallel token streams per step (split over the processes of torchrun)
     bptt: int = 64  # tokens per window: gradients are truncated at window boundaries
@@ -116,14 +110,11 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
 
     def __post_init__(self) -> None:
-        require_positive(
-            self, "embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt", "lr",
-            "max_steps", "eval_every", "checkpoint_every", "min_freq",
-        )  # fmt: skip
-        zero_ok = (
-            "max_chars", "vocab_size", "weight_decay", "momentum", "grad_clip", "warmup_steps",
-            "max_minutes", "eval_windows", "patience", "threads",
-        )  # fmt: skip
+        super().__post_init__()  # the model's settings
+        require_positive(self, "batch_size", "bptt", "lr", "max_steps", "eval_every")
+        require_positive(self, "checkpoint_every", "min_freq")
+        zero_ok = ("max_chars", "vocab_size", "weight_decay", "momentum", "grad_clip")
+        zero_ok += ("warmup_steps", "max_minutes", "eval_windows", "patience", "threads")
         for name in zero_ok:
             if not getattr(self, name) >= 0:  # `not >=` also catches NaN
                 raise ConfigError(
@@ -223,24 +214,16 @@ def prepare(config: TrainConfig) -> tuple[Tokenizer, TokenSplits]:
             tokenizer.py, whose messages say what to change).
     """
     corpus = load_corpus(config.corpus, max_chars=config.max_chars)
-    tokenizer = train_tokenizer(
-        config.tokenizer, corpus.train, vocab_size=config.vocab_size or None,
-        min_freq=config.min_freq,
-    )  # fmt: skip
+    vocab_size = config.vocab_size or None
+    tokenizer = train_tokenizer(config.tokenizer, corpus.train, vocab_size, config.min_freq)
     return tokenizer, encode_corpus(corpus, tokenizer)
 
 
 def model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The ModelConfig named by a TrainConfig's model fields."""
-    return ModelConfig(
-        vocab_size=vocab_size,
-        embed_dim=config.embed_dim,
-        hidden_dim=config.hidden_dim,
-        num_layers=config.num_layers,
-        dropout=config.dropout,
-        tie_weights=config.tie_weights,
-        adaptive_cutoffs=tuple(config.adaptive_cutoffs),
-    )
+    """The ModelConfig of a TrainConfig's model settings and the tokenizer's vocabulary size."""
+    settings = {f.name: getattr(config, f.name) for f in fields(ModelSettings)}
+    settings["adaptive_cutoffs"] = tuple(config.adaptive_cutoffs)
+    return ModelConfig(**settings, vocab_size=vocab_size)
 
 
 def build_model(config: TrainConfig, vocab_size: int) -> LSTMLanguageModel:
@@ -267,72 +250,10 @@ def learning_rate(config: TrainConfig, step: int, scale: float = 1.0) -> float:
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD over the model's parameters (fused kernels on CUDA)."""
     fused = next(model.parameters()).is_cuda or None  # None lets torch pick foreach on CPU
+    params, lr, decay = model.parameters(), config.lr, config.weight_decay
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum,
-            weight_decay=config.weight_decay, fused=fused,
-        )  # fmt: skip
-    return torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused
-    )
-
-
-class _DDP(DistributedDataParallel):
-    """DDP that also exposes `target_logprobs`, so `token_logprobs` runs through the wrapper."""
-
-    def target_logprobs(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.module.target_logprobs(features, targets)
-
-
-def _init_distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:
-    """Rank, world size, this process's device, and whether we started the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device, started
-
-
-class _Interrupt:
-    """Turn Ctrl-C into a flag the loop reads between steps, so a checkpoint is never half a step.
-
-    A second Ctrl-C interrupts at once, and nothing is saved. (Only the main thread can catch
-    signals; elsewhere Ctrl-C never reaches the loop.)
-    """
-
-    def __init__(self) -> None:
-        self.requested = False  # Ctrl-C was pressed: stop after this step
-        self.forced = False  # pressed twice: stop now, without saving
-        self.previous = None
-
-    def __enter__(self) -> _Interrupt:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-def _window_counts(targets: torch.Tensor, bptt: int) -> list[int]:
-    """Real (non-padding) targets in each window of a (B, S) target stream, over all rows."""
-    per_column = (targets != IGNORE_INDEX).sum(0)  # (S,)
-    n = num_windows(targets, bptt)
-    padded = torch.zeros(n * bptt, dtype=torch.long)
-    padded[: per_column.numel()] = per_column
-    return padded.view(n, bptt).sum(1).tolist()
+        return torch.optim.SGD(params, lr, config.momentum, weight_decay=decay, fused=fused)
+    return torch.optim.AdamW(params, lr, weight_decay=decay, fused=fused)
 
 
 def _check_splits(data: TokenSplits, config: TrainConfig, world: int) -> None:
@@ -360,25 +281,6 @@ def _check_splits(data: TokenSplits, config: TrainConfig, world: int) -> None:
             f"batch_size={config.batch_size} does not split over {world} processes; use a "
             f"multiple of {world}."
         )
-
-
-@dataclass
-class _Progress:
-    """What a checkpoint restores besides weights, optimizer and RNG, to resume exactly."""
-
-    step: int = 0  # optimizer steps done
-    tokens: int = 0  # real targets trained on, all ranks together
-    lr_scale: float = 1.0  # the plateau schedule's factor
-    best_val: float = math.inf  # best validation loss so far
-    bad_evals: int = 0  # evaluations since the best one
-    run_nll: float = 0.0  # summed training loss since the last history row
-    run_tokens: int = 0  # real targets since the last history row
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _all_finite(model: torch.nn.Module) -> bool:
-    """Whether every weight is finite (one host-device sync)."""
-    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
 
 
 def train(
@@ -414,297 +316,274 @@ def train(
         ValueError: a split too short for one batch.
     """
     set_cpu_threads(config.threads)
-    rank, world, device, started_group = _init_distributed(pick_device(config.device))
-    _check_splits(data, config, world)
-    out = config.run_path
-    ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
+    world = World.start(pick_device(config.device))
+    _check_splits(data, config, world.size)
 
     # The token streams go to the device once; only the window index changes from step to step.
     inputs, targets = batchify(data.train, config.batch_size, mask=data.masks.get("train"))
-    counts = _window_counts(targets, config.bptt)  # real targets per window, all ranks together
+    counts = window_counts(targets, config.bptt)  # real targets per window, all ranks together
     windows = len(counts)
-    inputs = shard_rows(inputs, rank, world).to(device)  # (B / world, S)
-    targets = shard_rows(targets, rank, world).to(device)  # (B / world, S)
-    valid_chars = data.chars.get("valid") if data.chars else None
+    inputs = world.shard(inputs).to(world.device)  # (B / world, S)
+    targets = world.shard(targets).to(world.device)  # (B / world, S)
 
-    model.to(device).train()
+    model.to(world.device).train()
     optimizer = make_optimizer(model, config)
-    p = _Progress()
-    state: State | None = None  # the LSTM state carried from window to window
+    checkpoints = _Checkpoints(model, optimizer, world, config, tokenizer)
+    run, state = RunState(), None  # state: the LSTM state carried from window to window
     if config.resume:
-        payload = load_checkpoint(ckpt_path)
-        require_keys(payload, RESUME_KEYS, ckpt_path)
-        check_resume(payload["config"], config, ckpt_path)
-        _check_same_model(check_model_config(payload["model_config"], ckpt_path), model, ckpt_path)
-        saved_tokenizer = payload.get("tokenizer")
-        if tokenizer is not None and saved_tokenizer and saved_tokenizer != tokenizer.to_json():
-            raise CheckpointError(
-                f"{ckpt_path} was trained with another tokenizer than the one built now from "
-                f"--corpus {config.corpus}: the corpus text changed since the run began. Resume "
-                "with the same corpus, or start a new run (another --name, or --overwrite true)."
-            )
-        load_weights(model, payload["model"], ckpt_path)
-        p, state = _restore(payload, model, optimizer, config, rank, world, device, ckpt_path)
+        run, state = _resume(model, optimizer, config, tokenizer, world)
+        checkpoints.saved_step = run.step
     else:
-        seed_everything(config.seed + rank)  # each rank draws its own dropout masks
+        seed_everything(config.seed + world.rank)  # each rank draws its own dropout masks
     if config.compile:
         model.compile()  # in place: the state_dict keys stay those of the plain model
-    net = (
-        _DDP(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
-    )
-    use_bf16 = device.type == "cuda" and config.amp == "bf16"
+    net = world.wrap(model)
+    if world.rank == 0:
+        _start_run_folder(config, tokenizer, run.history)
 
-    def autocast() -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if not config.resume:  # a fresh run replaces an earlier one whole: nothing is mixed in
-            for name in RUN_FILES:
-                (out / name).unlink(missing_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
-        if tokenizer is not None:
-            tokenizer.save(out / "tokenizer.json")
-        with open(out / "history.jsonl", "w") as f:  # rows after the checkpoint are dropped
-            f.writelines(json.dumps(row) + "\n" for row in p.history)
-
-    nll_sum = torch.zeros((), dtype=torch.float64, device=device)  # loss since the last sync
-    first_bad = torch.full((), config.max_steps + 1, device=device)  # first step with a bad loss
-
-    saved_step = p.step if config.resume else None  # the step checkpoint.pt holds
-
-    def non_finite(problem: str) -> NonFiniteLossError:
-        kept = "no checkpoint was written before it"
-        if saved_step is not None:
-            kept = f"{ckpt_path} keeps the last good state (step {saved_step})"
-        return NonFiniteLossError(
-            f"{problem}; {kept}. Lower --lr (now {config.lr}) or set --grad_clip (e.g. 1.0), "
-            "then train again."
-        )
-
-    def sync_loss() -> None:
-        """Bring the loss summed on the device to the host (all ranks); stop if it is not finite."""
-        if world > 1:
-            dist.all_reduce(nll_sum)
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
-        p.run_nll += float(nll_sum)
-        nll_sum.zero_()
-        if not math.isfinite(p.run_nll):
-            raise non_finite(f"the training loss became non-finite at step {int(first_bad)}")
-
-    def save(paths: list[Path]) -> None:
-        """Checkpoint the state after `p.step` steps (every rank calls this; rank 0 writes)."""
-        nonlocal saved_step
-        if not _all_finite(model):  # checked before every write: no checkpoint holds NaN weights
-            raise non_finite(f"the weights are not finite after step {p.step}")
-        mine = {
-            "state": None if state is None else tuple(t.cpu() for t in state),
-            "cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        }
-        ranks = [mine]
-        if world > 1:
-            ranks = [None] * world
-            dist.all_gather_object(ranks, mine)
-        if rank == 0:
-            carried = None  # (L, B, H): the rows of every rank, so the whole batch's state returns
-            if state is not None:
-                carried = tuple(torch.cat([r["state"][k] for r in ranks], dim=1) for k in (0, 1))
-            payload = {
-                "model": model.state_dict(),
-                "model_config": to_dict(model.config),
-                "optimizer": optimizer.state_dict(),
-                "progress": asdict(p),
-                "rng": {"cpu": [r["cpu"] for r in ranks], "cuda": [r["cuda"] for r in ranks]},
-                "lstm_state": carried,
-                "config": to_dict(config),
-                "tokenizer": tokenizer.to_json() if tokenizer is not None else None,
-            }
-            for path in paths:
-                save_checkpoint(path, payload)
-        saved_step = p.step
-
-    def evaluate_row(lr: float, seconds: float, over_time: bool) -> tuple[dict[str, Any], bool]:
-        """Rank 0 scores the validation split and says if time is up; every rank builds the row."""
-        shared = torch.zeros(4, dtype=torch.float64)  # nll, tokens, chars, out of time
-        if rank == 0:
-            with autocast():
-                score = evaluate(
-                    model, data.valid, config.batch_size, config.bptt, chars=valid_chars,
-                    max_windows=config.eval_windows or None, mask=data.masks.get("valid"),
-                )  # fmt: skip
-            shared = torch.tensor([score.nll, score.tokens, score.chars or 0, over_time],
-                                  dtype=torch.float64)  # fmt: skip
-        if world > 1:  # rank 0 decides; every rank then takes the same branches
-            shared = shared.to(device)
-            dist.broadcast(shared, src=0)
-        nll, tokens, chars, over = shared.tolist()
-        score = Score(nll=nll, tokens=int(tokens), chars=int(chars) or None)
-        return {
-            "step": p.step,
-            "tokens": p.tokens,
-            "epoch": round(p.step / windows, 4),
-            "train_loss": p.run_nll / p.run_tokens,
-            "val_loss": score.mean_nll,
-            "val_ppl": score.perplexity,
-            "val_bpc": score.bits_per_char,
-            "lr": lr,
-            "tokens_per_s": (p.tokens - row_tokens) / max(seconds, 1e-9),
-            "elapsed_s": (p.history[-1]["elapsed_s"] if p.history else 0.0) + seconds,
-        }, bool(over)
-
+    loss_sum = _LossSum.zeros(world.device, config.max_steps)
     start = row_start = time.time()
     budget = 60 * config.max_minutes or math.inf  # seconds
-    row_tokens = p.tokens  # tokens done at row_start
-    interrupt = _Interrupt()
-    pbar = tqdm(total=config.max_steps, initial=p.step, disable=not config.progress or rank != 0,
-                desc=config.name, unit="step", dynamic_ncols=True)  # fmt: skip
-    mid_step = False
+    row_tokens = run.tokens  # tokens done at row_start
+    show = config.progress and world.rank == 0
+    pbar = tqdm(
+        total=config.max_steps, initial=run.step, desc=config.name, unit="step", disable=not show
+    )
+    interrupt, mid_step = Interrupt(), False
     try:
         with interrupt:
-            while p.step < config.max_steps:
+            while run.step < config.max_steps:
                 mid_step = True
-                index = p.step % windows
+                # the window: each epoch reads the streams from their start
+                index = run.step % windows
                 if index == 0:
-                    state = None  # each epoch reads the streams from their start
+                    state = None
                 x, y = window(inputs, targets, index, config.bptt)  # (B / world, T)
-                lr = learning_rate(config, p.step, p.lr_scale)
+                # the learning rate
+                lr = learning_rate(config, run.step, run.lr_scale)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with autocast():
+                # forward: DDP averages gradients over ranks, so the loss is scaled by world size
+                # to give the gradient of the mean over the global batch, whatever the padding.
+                with autocast(world.device, config.amp):
                     logp, state = token_logprobs(net, x, y, state)  # (B / world, T)
-                    # DDP averages gradients over ranks: scaled by world, the result is the
-                    # gradient of the mean over the global batch, whatever each rank's padding.
-                    loss = mean_nll(logp, y, counts[index]) * world
+                    loss = mean_nll(logp, y, counts[index]) * world.size
+                # backward, clip, step
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 state = detach_state(state)
-                step_nll = -logp.detach().sum(dtype=torch.float64)
-                nll_sum += step_nll  # stays on the device: no sync per step
-                first_bad = torch.where(
-                    step_nll.isfinite(), first_bad, first_bad.clamp(max=p.step + 1)
-                )
-                p.step += 1
-                p.tokens += counts[index]
-                p.run_tokens += counts[index]
+                # bookkeeping: the loss stays on the device, no sync per step
+                loss_sum.add(logp, run.step)
+                run.step += 1
+                run.tokens += counts[index]
+                run.run_tokens += counts[index]
                 mid_step = False
                 pbar.update()
                 if interrupt.requested:
                     raise KeyboardInterrupt
                 # One process reads the clock every step, and evaluates and stops when time is up;
                 # under torchrun the ranks must agree, so rank 0 checks it at evaluations only.
-                over_time = world == 1 and time.time() - start > budget
-                is_eval = p.step % config.eval_every == 0 or p.step == config.max_steps or over_time
-                if not (is_eval or p.step % config.checkpoint_every == 0):
+                over_time = world.size == 1 and time.time() - start > budget
+                eval_due = run.step % config.eval_every == 0 or run.step == config.max_steps
+                eval_due = eval_due or over_time
+                if not (eval_due or run.step % config.checkpoint_every == 0):
                     continue
-                sync_loss()
-                if not is_eval:
-                    save([ckpt_path])
+                _sync_loss(run, loss_sum, world, checkpoints)
+                if not eval_due:
+                    checkpoints.save(run, state)
                     continue
+                # evaluate: a history row, best.pt when the loss improved, stop when it is time
                 now = time.time()
-                row, over_time = evaluate_row(lr, now - row_start, now - start > budget)
-                p.history.append(row)
-                p.run_nll, p.run_tokens = 0.0, 0
-                improved = row["val_loss"] < p.best_val
-                if improved:
-                    p.best_val, p.bad_evals = row["val_loss"], 0
-                else:
-                    p.bad_evals += 1
-                    if config.schedule == "plateau":
-                        p.lr_scale = max(p.lr_scale * PLATEAU_FACTOR, config.min_lr_ratio)
-                save([ckpt_path, best_path] if improved else [ckpt_path])
-                if rank == 0:
-                    with open(out / "history.jsonl", "a") as f:
+                score, over_time = _validate(model, data, config, world, now - start > budget)
+                row = history_row(run, score, lr, now - row_start, run.tokens - row_tokens, windows)
+                checkpoints.save(run, state, best=_record(run, row, config))
+                if world.rank == 0:
+                    with open(config.run_path / "history.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")
                     pbar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}")
                 if callback is not None:
                     callback(row)
-                if over_time or (config.patience and p.bad_evals >= config.patience):
+                if over_time or (config.patience and run.bad_evals >= config.patience):
                     break
-                row_start, row_tokens = time.time(), p.tokens
+                row_start, row_tokens = time.time(), run.tokens
     except KeyboardInterrupt:
-        if world == 1 and not mid_step and not interrupt.forced:
-            sync_loss()
-            save([ckpt_path])
+        if world.size == 1 and not mid_step and not interrupt.forced:
+            _sync_loss(run, loss_sum, world, checkpoints)
+            checkpoints.save(run, state)
         raise
     finally:
         pbar.close()
-        if started_group:
-            dist.destroy_process_group()
-    return p.history
+        world.close()
+    return run.history
 
 
-def _check_same_model(saved: dict[str, Any], model: LSTMLanguageModel, path: Path) -> None:
-    """Raise CheckpointError unless the checkpoint's model config equals the model's."""
-    mine = to_dict(model.config)
-    if saved["vocab_size"] != mine["vocab_size"]:
-        raise CheckpointError(
-            f"{path} holds a model with a vocabulary of {saved['vocab_size']} tokens, but the "
-            f"tokenizer has {mine['vocab_size']}; resume with the same corpus and tokenizer "
-            "settings, or start a new run (another --name, or --overwrite true)."
-        )
-    differ = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in mine.items() if saved.get(k) != v]
-    if differ:
-        raise CheckpointError(
-            f"{path} holds a model with other settings: {', '.join(differ)}; resume with the same "
-            "model settings, or start a new run (another --name, or --overwrite true)."
-        )
-
-
-def _set_rng(rng: dict[str, list], rank: int, device: torch.device) -> None:
-    """Restore this rank's RNG states (with a new world size, ranks take the saved ones in turn)."""
-    torch.set_rng_state(rng["cpu"][rank % len(rng["cpu"])])
-    cuda = rng["cuda"][rank % len(rng["cuda"])]
-    if device.type == "cuda" and cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)
-
-
-def _restore(
-    payload: dict[str, Any],
+def _resume(
     model: LSTMLanguageModel,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
-    rank: int,
-    world: int,
-    device: torch.device,
-    path: Path,
-) -> tuple[_Progress, State | None]:
-    """Load a checkpoint's optimizer and RNG states; return its progress and this rank's LSTM state.
+    tokenizer: Tokenizer | None,
+    world: World,
+) -> tuple[RunState, State | None]:
+    """Check that checkpoint.pt is this run's (settings, tokenizer, model), then restore it.
 
-    Raises:
-        CheckpointError: a part that does not fit this run (a hand-edited or foreign checkpoint).
+    Returns:
+        The run's state and this rank's carried LSTM state.
     """
-    part = "optimizer"
-    try:
-        optimizer.load_state_dict(payload["optimizer"])
-        for param, slots in optimizer.state.items():
-            for key, value in slots.items():
-                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
-                    raise ValueError(f"its {key} is {tuple(value.shape)}, not {tuple(param.shape)}")
-        part = "progress"
-        names = sorted(f.name for f in fields(_Progress))
-        if not isinstance(payload["progress"], dict) or sorted(payload["progress"]) != names:
-            raise ValueError(f"it needs exactly the keys {', '.join(names)}")
-        progress = _Progress(**payload["progress"])
-        part = "lstm_state"
-        state = None
-        if payload["lstm_state"] is not None:
-            h, c = payload["lstm_state"]
-            shape = (model.config.num_layers, config.batch_size, model.config.hidden_dim)
-            if tuple(h.shape) != shape or tuple(c.shape) != shape:
-                raise ValueError(f"it needs two tensors of shape {shape}")
-            per = config.batch_size // world
-            h, c = (t[:, rank * per : (rank + 1) * per] for t in (h, c))
-            state = (h.contiguous().to(device), c.contiguous().to(device))  # (L, B / world, H)
-        part = "rng"
-        _set_rng(payload["rng"], rank, device)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
-        reason = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
+    path = config.run_path / "checkpoint.pt"
+    payload = load_checkpoint(path)
+    require_keys(payload, RESUME_KEYS, path)
+    check_resume(payload["config"], config, path)
+    saved_tokenizer = payload.get("tokenizer")
+    if tokenizer is not None and saved_tokenizer and saved_tokenizer != tokenizer.to_json():
         raise CheckpointError(
-            f"{path}: its {part!r} does not fit this run ({reason}), so it was edited or written "
-            "by other code; resume from best.pt (copy it over checkpoint.pt) or train again."
-        ) from None
-    return progress, state
+            f"{path} was trained with another tokenizer than the one built now from "
+            f"--corpus {config.corpus}: the corpus text changed since the run began. Resume "
+            "with the same corpus, or start a new run (another --name, or --overwrite true)."
+        )
+    return restore_run(payload, path, model, optimizer, config.batch_size, world)
+
+
+def _start_run_folder(
+    config: TrainConfig, tokenizer: Tokenizer | None, history: list[dict[str, Any]]
+) -> None:
+    """Write config.json, tokenizer.json and the history so far (rows after the checkpoint go)."""
+    out = config.run_path
+    out.mkdir(parents=True, exist_ok=True)
+    if not config.resume:  # a fresh run replaces an earlier one whole: nothing is mixed in
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save(out / "tokenizer.json")
+    with open(out / "history.jsonl", "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in history)
+
+
+@dataclass
+class _LossSum:
+    """The training loss summed on the device between syncs, so that no step waits for the host."""
+
+    nll: torch.Tensor  # () float64: -sum log p since the last sync
+    first_bad: torch.Tensor  # (): the first step (1-based) whose loss was not finite; or max + 1
+
+    @classmethod
+    def zeros(cls, device: torch.device, max_steps: int) -> _LossSum:
+        nll = torch.zeros((), dtype=torch.float64, device=device)
+        return cls(nll, torch.full((), max_steps + 1, device=device))
+
+    def add(self, logp: torch.Tensor, step: int) -> None:
+        """Add one step's summed loss; `step` is the 0-based index of that step."""
+        step_nll = -logp.detach().sum(dtype=torch.float64)
+        self.nll += step_nll
+        bad = self.first_bad.clamp(max=step + 1)
+        self.first_bad = torch.where(step_nll.isfinite(), self.first_bad, bad)
+
+
+def _sync_loss(run: RunState, loss_sum: _LossSum, world: World, saver: _Checkpoints) -> None:
+    """Move the summed loss of every rank into run.run_nll; stop if it is not finite."""
+    world.sum(loss_sum.nll)
+    world.min(loss_sum.first_bad)
+    run.run_nll += float(loss_sum.nll)
+    loss_sum.nll.zero_()
+    if not math.isfinite(run.run_nll):
+        step = int(loss_sum.first_bad)
+        raise saver.non_finite(f"the training loss became non-finite at step {step}")
+
+
+@dataclass
+class _Checkpoints:
+    """Writes a run's checkpoint.pt and best.pt, and knows which step checkpoint.pt holds."""
+
+    model: LSTMLanguageModel
+    optimizer: torch.optim.Optimizer
+    world: World
+    config: TrainConfig
+    tokenizer: Tokenizer | None
+    saved_step: int | None = None  # the step checkpoint.pt holds; None before the first save
+
+    def save(self, run: RunState, state: State | None, best: bool = False) -> None:
+        """Save the run after run.step steps, also as best.pt if `best` (every rank calls this).
+
+        Raises:
+            NonFiniteLossError: a weight is not finite; nothing is written, so no file holds NaN.
+        """
+        if not bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()):
+            raise self.non_finite(f"the weights are not finite after step {run.step}")
+        config = to_dict(self.config)
+        payload = resume_payload(
+            self.model, self.optimizer, run, state, self.world, config, self.tokenizer
+        )
+        if payload is not None:  # rank 0
+            save_checkpoint(self.config.run_path / "checkpoint.pt", payload)
+            if best:
+                save_checkpoint(self.config.run_path / "best.pt", payload)
+        self.saved_step = run.step
+
+    def non_finite(self, problem: str) -> NonFiniteLossError:
+        """The error for a non-finite loss or weight, naming the last good checkpoint and the fix."""
+        kept = "no checkpoint was written before it"
+        if self.saved_step is not None:
+            path = self.config.run_path / "checkpoint.pt"
+            kept = f"{path} keeps the last good state (step {self.saved_step})"
+        return NonFiniteLossError(
+            f"{problem}; {kept}. Lower --lr (now {self.config.lr}) or set --grad_clip (e.g. 1.0), "
+            "then train again."
+        )
+
+
+def _validate(
+    model: LSTMLanguageModel, data: TokenSplits, config: TrainConfig, world: World, over_time: bool
+) -> tuple[Score, bool]:
+    """Rank 0 scores the validation split and says if time is up; every rank gets both answers."""
+    shared = torch.zeros(4, dtype=torch.float64)  # nll, tokens, chars, out of time
+    if world.rank == 0:
+        chars = data.chars.get("valid") if data.chars else None
+        with autocast(world.device, config.amp):
+            windows, mask = config.eval_windows or None, data.masks.get("valid")
+            score = score_stream(
+                model, data.valid, config.batch_size, config.bptt, chars, windows, mask
+            )
+        shared = torch.tensor(
+            [score.nll, score.tokens, score.chars or 0, over_time], dtype=torch.float64
+        )
+    nll, tokens, chars, over = world.broadcast(shared).tolist()  # every rank takes rank 0's branch
+    return Score(nll=nll, tokens=int(tokens), chars=int(chars) or None), bool(over)
+
+
+def history_row(
+    run: RunState, score: Score, lr: float, seconds: float, tokens: int, windows: int
+) -> dict[str, Any]:
+    """The history row of an evaluation after run.step steps.
+
+    Args:
+        seconds, tokens: wall time and real targets since the previous row.
+        windows: windows per epoch.
+    """
+    return {
+        "step": run.step,
+        "tokens": run.tokens,
+        "epoch": round(run.step / windows, 4),
+        "train_loss": run.run_nll / run.run_tokens,
+        "val_loss": score.mean_nll,
+        "val_ppl": score.perplexity,
+        "val_bpc": score.bits_per_char,
+        "lr": lr,
+        "tokens_per_s": tokens / max(seconds, 1e-9),
+        "elapsed_s": (run.history[-1]["elapsed_s"] if run.history else 0.0) + seconds,
+    }
+
+
+def _record(run: RunState, row: dict[str, Any], config: TrainConfig) -> bool:
+    """Append the row to the history; track the best loss and the plateau. Returns: improved."""
+    run.history.append(row)
+    run.run_nll, run.run_tokens = 0.0, 0
+    if row["val_loss"] < run.best_val:
+        run.best_val, run.bad_evals = row["val_loss"], 0
+        return True
+    run.bad_evals += 1
+    if config.schedule == "plateau":
+        run.lr_scale = max(run.lr_scale * PLATEAU_FACTOR, config.min_lr_ratio)
+    return False

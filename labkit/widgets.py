@@ -63,6 +63,7 @@ class AgentDemo:
         self.seed, self.max_steps = seed, max_steps
         self.env_name = widgets.Dropdown(options=list(envs), description="environment")
         self.policy_name = widgets.Dropdown(options=list(policies), description="policy")
+        self.game = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="game")
         self.step_button = widgets.Button(description="Step")
         self.run_button = widgets.Button(description="Run")
         self.reset_button = widgets.Button(description="Reset (next game)")
@@ -73,7 +74,7 @@ class AgentDemo:
         self.chart = action_distribution(widget=True)
         self.layout = widgets.VBox(
             [
-                widgets.HBox([self.env_name, self.policy_name]),
+                widgets.HBox([self.env_name, self.policy_name, self.game]),
                 widgets.HBox([self.step_button, self.run_button, self.reset_button]),
                 widgets.HBox([self.override, self.override_button]),
                 self.status,
@@ -89,6 +90,7 @@ class AgentDemo:
         self.step_button.on_click(lambda _: self.step())
         self.run_button.on_click(lambda _: self.run())
         self.reset_button.on_click(lambda _: self.reset(self.seed + 1))
+        self.game.observe(lambda change: self._choose_game(change["new"]), names="value")
         self.override_button.on_click(lambda _: self.step(self.override.value))
         self.load()
 
@@ -108,9 +110,15 @@ class AgentDemo:
         self.env = self.envs[self.env_name.value]()
         self.reset(self.seed)
 
+    def _choose_game(self, seed: int) -> None:
+        """A seed typed in the game box starts that episode (reset() also sets the box)."""
+        if seed != self.seed:
+            self.reset(seed)
+
     def reset(self, seed: int) -> None:
         """Start episode `seed` of the current environment."""
         self.seed = seed
+        self.game.value = seed
         self.observation, self.info = self.env.reset(seed)
         self.trajectories.append(
             Trajectory(
@@ -250,30 +258,59 @@ class ServiceChat:
     ) -> None:
         self.policy, self.seed, self.max_steps = policy, seed, max_steps
         self.desk = CustomerServiceEnv(max_steps, db_path=db_path)
-        self.request = widgets.Text(description="you write", layout={"width": "90%"})
+        self.request = widgets.Text(description="you write", layout={"width": "60%"})
         self.send_button = widgets.Button(description="Send")
         self.new_button = widgets.Button(description="New customer")
+        self.customer = widgets.BoundedIntText(value=seed, min=0, max=10**6, description="shop")
         self.orders = widgets.HTML()
         self.conversation = widgets.HTML()
         self.audit = widgets.HTML()
-        self.chart = action_distribution(widget=True, title="The agent's last decision")
-        self.layout = widgets.VBox(
-            [
-                self.orders,
-                widgets.HBox([self.request, self.send_button, self.new_button]),
-                self.conversation,
-                self.audit,
-                self.chart,
-            ]
-        )
+        self._chart: Any = None  # made when first shown: each FigureWidget ships plotly.js
+        self._layout: widgets.VBox | None = None
+        self._last: tuple[dict[str, float], str | None] = ({}, None)  # the bars to show
         self.trajectories: list[Trajectory] = []  # every conversation, the latest last
         self.send_button.on_click(lambda _: self.send())
         self.new_button.on_click(lambda _: self.new_customer(self.seed + 1))
+        self.customer.observe(lambda change: self._choose_shop(change["new"]), names="value")
         self.new_customer(seed)
+
+    @property
+    def chart(self) -> Any:
+        """The agent's last decision as bars (a FigureWidget, made on first use)."""
+        if self._chart is None:
+            self._chart = action_distribution(widget=True, title="The agent's last decision")
+            show_action_distribution(self._chart, *self._last)
+        return self._chart
+
+    @property
+    def layout(self) -> widgets.VBox:
+        """The desk as one widget: orders, the request box, conversation, audit trail, bars."""
+        if self._layout is None:
+            self._layout = widgets.VBox(
+                [
+                    self.orders,
+                    widgets.HBox([self.request, self.send_button, self.new_button, self.customer]),
+                    self.conversation,
+                    self.audit,
+                    self.chart,
+                ]
+            )
+        return self._layout
+
+    def _show_decision(self, probs: dict[str, float], chosen: str | None = None) -> None:
+        self._last = (probs, chosen)
+        if self._chart is not None:
+            show_action_distribution(self._chart, probs, chosen)
+
+    def _choose_shop(self, seed: int) -> None:
+        """A seed typed in the shop box opens that shop (new_customer() also sets the box)."""
+        if seed != self.seed:
+            self.new_customer(seed)
 
     def new_customer(self, seed: int) -> None:
         """Open the shop of episode `seed`: list the customer's orders, suggest their request."""
         self.seed = seed
+        self.customer.value = seed
         env = CustomerServiceEnv(self.max_steps)  # a look at the shop; the audit is the desk's
         observation, _ = env.reset(seed)
         rows = env.db.execute(
@@ -287,7 +324,7 @@ class ServiceChat:
         found = _QUOTED.search(observation)
         self.request.value = found.group(1) if found else ""
         self.conversation.value = self.audit.value = ""
-        show_action_distribution(self.chart, {})
+        self._show_decision({})
         env.close()
 
     def send(self) -> Trajectory:
@@ -331,6 +368,6 @@ class ServiceChat:
         trail = format_audit(audit_trail(self.desk.db))
         self.audit.value = "<b>Audit trail (every tool call, checked by the desk's rules)</b>"
         self.audit.value += _pre(trail.splitlines())
-        show_action_distribution(self.chart, last.get("probs", {}), last.get("action"))
+        self._show_decision(last.get("probs", {}), last.get("action"))
         self.trajectories.append(trajectory)
         return trajectory

@@ -50,6 +50,20 @@ def test_round_trip_keeps_tensors_and_plain_values(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temp file left
 
 
+def test_a_new_checkpoint_is_renamed_into_place_never_written_over_the_old_one(tmp_path):
+    # A reader that opened the old file (or a crash mid-write) must never see half of the new one:
+    # the new checkpoint is another file, renamed over the old name, and the old one stays whole.
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "weights": torch.zeros(4096)})
+    old_file = path.stat().st_ino
+    with open(path, "rb") as reader:
+        save_checkpoint(path, {"step": 2})
+        assert torch.load(reader, weights_only=True)["step"] == 1
+    assert path.stat().st_ino != old_file
+    assert load_checkpoint(path)["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
 def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import as_argv, tiny_config
+from conftest import as_argv, tiny_config
 
 from labkit.checkpoint import load_checkpoint, save_checkpoint
 from labkit.cli import main

@@ -1,6 +1,7 @@
 """Behaviour cloning end to end on a tiny corridor game: expert -> transcripts -> LSTM -> agent."""
 
 import pytest
+from conftest import Corridor
 
 from labkit.agents.baselines import ExpertPolicy, RandomPolicy
 from labkit.agents.cloning import (
@@ -14,48 +15,8 @@ from labkit.agents.cloning import (
 )
 from labkit.agents.harness import evaluate, run_episode
 from labkit.agents.policies import LMPolicy, format_prompt
+from labkit.batching import batchify
 from labkit.tokenizer import train_tokenizer
-
-
-class Corridor:
-    """A corridor of 3 to 5 identical rooms with a coin in the last; the expert walks east, then
-    takes the coin. A random walk (east, west, wait) rarely gets there in 10 steps."""
-
-    name = "corridor"
-
-    def __init__(self):
-        self.rooms, self.room, self.done = 3, 0, True
-
-    def _info(self, won=False):
-        coin = self.room == self.rooms - 1
-        actions = ["go east", "go west", "wait"] + (["take coin"] if coin else [])
-        return {
-            "goal": "take the coin",
-            "admissible_actions": [] if self.done else actions,
-            "expert_action": None if self.done else ("take coin" if coin else "go east"),
-            "score": float(won),
-            "max_score": 1.0,
-            "won": won,
-            "lost": False,
-        }
-
-    def _describe(self):
-        return "A corridor." + (" A coin lies here." if self.room == self.rooms - 1 else "")
-
-    def reset(self, seed=None):
-        self.rooms, self.room, self.done = 3 + (seed or 0) % 3, 0, False
-        return self._describe(), self._info()
-
-    def step(self, action):
-        if action == "take coin":
-            self.done = True
-            return "You take the coin.", 1.0, True, False, self._info(won=True)
-        step = {"go east": 1, "go west": -1}.get(action, 0)
-        self.room = min(max(self.room + step, 0), self.rooms - 1)
-        return self._describe(), 0.0, False, False, self._info()
-
-    def close(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +62,29 @@ def test_the_target_mask_marks_exactly_the_expert_actions(history_steps, kind):
     actions = "".join(s["action"] + "\n" for s in episode.steps)
     learnt = tokenizer.decode(ids[mask].tolist())
     assert learnt.split() == actions.split()  # each action (and its newline) once, nothing else
+
+
+@pytest.mark.parametrize("block", [48, 96])
+def test_packed_examples_never_straddle_a_training_window(block):
+    # Truncated backpropagation cuts the gradient at each window: an action in the window after
+    # its prompt's words would be learnt without them. Packed, every text lies inside one window
+    # (a text longer than a block runs on across windows, as it does unpacked).
+    episodes = [run_episode(ExpertPolicy(), Corridor(), seed) for seed in range(4)]
+    segments = [e for episode in episodes for e in example_segments(episode, history_steps=1)]
+    tokenizer = train_tokenizer("char", "".join(t for e in segments for t, _ in e))
+    ids, mask = encode_examples(segments, tokenizer, block=block, rows=3)
+    plain_ids, plain_mask = encode_examples(segments, tokenizer)
+    assert ids[mask].tolist() == plain_ids[plain_mask].tolist()  # the same targets, in order
+    inputs, _ = batchify(ids, 3, mask=mask)
+    assert inputs.size(1) % block == 0  # each stream a whole number of windows
+    starts = (ids == tokenizer.bos_id).nonzero().flatten().tolist()
+    lengths = [len(tokenizer.encode("".join(t for t, _ in e), bos=True)) for e in segments]
+    assert len(starts) == len(segments) and any(n > block // 2 for n in lengths)
+    for start, length in zip(starts, lengths, strict=True):
+        if length <= block:
+            assert start // block == (start + length - 1) // block  # one window
+    # Where no text fits in a block, packing has nothing to do: the stream is left as it is.
+    assert encode_examples(segments, tokenizer, block=min(lengths) - 1, rows=3)[0].equal(plain_ids)
 
 
 def test_only_won_expert_episodes_are_kept():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import as_argv, run, tiny_config
+from conftest import as_argv, run, tiny_config
 
 from labkit.checkpoint import load_checkpoint
 from labkit.train import prepare

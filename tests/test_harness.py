@@ -6,6 +6,7 @@ import warnings
 from dataclasses import replace
 
 import pytest
+from conftest import CounterEnv, CrashingEnv
 
 from labkit.agents.baselines import ExpertPolicy, RandomPolicy
 from labkit.agents.core import Decision
@@ -22,50 +23,6 @@ from labkit.agents.harness import (
     wilson_interval,
 )
 from labkit.agents.registry import make_env
-
-
-class CounterEnv:
-    """Count up to a target: "inc" adds one, "wait" does nothing. Won at the target."""
-
-    name = "counter"
-
-    def __init__(self, target: int = 3, max_steps: int = 50) -> None:
-        self.target, self.max_steps = target, max_steps
-
-    def reset(self, seed=None):
-        self.n, self.steps = 0, 0
-        return "n=0", self._info()
-
-    def _info(self):
-        won = self.n >= self.target
-        return {
-            "goal": f"reach {self.target}",
-            "admissible_actions": [] if won else ["inc", "wait"],
-            "expert_action": None if won else "inc",
-            "score": float(self.n),
-            "max_score": float(self.target),
-            "won": won,
-            "lost": False,
-        }
-
-    def step(self, action):
-        self.steps += 1
-        self.n += action == "inc"
-        info = self._info()
-        truncated = not info["won"] and self.steps >= self.max_steps
-        return f"n={self.n}", float(action == "inc"), info["won"], truncated, info
-
-    def close(self):
-        pass
-
-
-class CrashingEnv(CounterEnv):
-    """Breaks on its second step, like an engine that dies mid-episode."""
-
-    def step(self, action):
-        if self.steps == 1:
-            raise RuntimeError("engine died")
-        return super().step(action)
 
 
 class Scripted:

@@ -4,42 +4,22 @@ import math
 
 import pytest
 import torch
+from conftest import V, tiny_model
 from torch import nn
 from torch.func import functional_call
 
 from labkit.batching import IGNORE_INDEX, batchify, num_windows, window
 from labkit.likelihood import (
     LN2,
-    evaluate,
     mean_nll,
     score_continuations,
+    score_stream,
     sequence_loglik,
     surprisal,
     token_logprobs,
     unigram_entropy,
 )
 from labkit.model import LSTMLanguageModel, ModelConfig, detach_state
-
-V = 11
-SOFTMAX_KINDS = {"full": (), "adaptive": (4, 8)}
-
-
-def tiny_model(cutoffs: tuple[int, ...] = (), vocab_size: int = V, seed: int = 0):
-    torch.manual_seed(seed)
-    config = ModelConfig(
-        vocab_size=vocab_size,
-        embed_dim=6,
-        hidden_dim=16,  # keeps every adaptive tail cluster at least 1 wide (16 // 4**2 = 1)
-        num_layers=2,
-        dropout=0.0,
-        adaptive_cutoffs=cutoffs,
-    )
-    return LSTMLanguageModel(config).eval()
-
-
-@pytest.fixture(params=list(SOFTMAX_KINDS), ids=list(SOFTMAX_KINDS))
-def model(request) -> LSTMLanguageModel:
-    return tiny_model(SOFTMAX_KINDS[request.param])
 
 
 @torch.no_grad()
@@ -68,10 +48,10 @@ def test_score_continuations_batched_equals_one_at_a_time(model):
     torch.testing.assert_close(batched, alone)
 
 
-def test_evaluate_equals_the_nll_by_hand(model):
+def test_score_stream_equals_the_nll_by_hand(model):
     ids = torch.randint(0, V, (50,), generator=torch.Generator().manual_seed(4))
     batch_size, bptt, chars = 3, 4, 123
-    score = evaluate(model, ids, batch_size=batch_size, bptt=bptt, chars=chars)
+    score = score_stream(model, ids, batch_size=batch_size, bptt=bptt, chars=chars)
     # Same layout (3 streams of 17, the last padded), read in one pass instead of 5 windows.
     inputs, targets = batchify(ids, batch_size)
     assert num_windows(inputs, bptt) > 1
@@ -87,18 +67,25 @@ def test_evaluate_equals_the_nll_by_hand(model):
     assert score.bits_per_char == pytest.approx(nll / math.log(2) / chars, rel=1e-5)
 
 
-def test_evaluate_with_a_mask_scores_the_marked_tokens_only(model):
+def test_mean_nll_averages_over_the_real_targets_only():
+    logp = torch.tensor([[-1.0, -2.0, 0.0], [-3.0, 0.0, 0.0]])  # padding positions give 0
+    targets = torch.tensor([[4, 5, IGNORE_INDEX], [6, IGNORE_INDEX, IGNORE_INDEX]])
+    assert float(mean_nll(logp, targets)) == pytest.approx(6.0 / 3)  # 3 real targets, not 6
+    assert float(mean_nll(logp, targets, count=4)) == pytest.approx(6.0 / 4)  # a given count wins
+
+
+def test_score_stream_with_a_mask_scores_the_marked_tokens_only(model):
     ids = torch.randint(0, V, (50,), generator=torch.Generator().manual_seed(5))
     mask = torch.arange(50) % 4 == 1  # e.g. the action tokens of a transcript
-    whole = evaluate(model, ids, batch_size=1, bptt=7)
-    part = evaluate(model, ids, batch_size=1, bptt=7, mask=mask, chars=26)
+    whole = score_stream(model, ids, batch_size=1, bptt=7)
+    part = score_stream(model, ids, batch_size=1, bptt=7, mask=mask, chars=26)
     with torch.no_grad():
         features, _ = model(ids[:-1].unsqueeze(0))  # (1, 49, H): every token is still read
         logp = model.log_distribution(features)[0].gather(-1, ids[1:].unsqueeze(-1)).squeeze(-1)
     assert part.tokens == int(mask[1:].sum()) == 13
     assert part.nll == pytest.approx(float(-logp[mask[1:]].sum()), rel=1e-5)
     assert whole.nll == pytest.approx(float(-logp.sum()), rel=1e-5)
-    half = evaluate(model, ids, batch_size=1, bptt=7, mask=mask, chars=26, max_windows=4)
+    half = score_stream(model, ids, batch_size=1, bptt=7, mask=mask, chars=26, max_windows=4)
     # chars are scaled to the marked tokens read
     assert half.tokens < 13 and half.chars == round(26 * half.tokens / 13)
 
@@ -199,7 +186,7 @@ def test_a_trained_model_beats_the_unigram_baseline():
         optimizer.step()
     baseline = unigram_entropy(train_ids, valid_ids, 8)
     assert baseline > 1.5  # 7 symbols, far from uniform
-    assert evaluate(model, valid_ids, batch_size=2, bptt=20).mean_nll < 0.25 * baseline
+    assert score_stream(model, valid_ids, batch_size=2, bptt=20).mean_nll < 0.25 * baseline
 
 
 def test_surprisal_is_minus_log2_of_each_step(model):

@@ -2,25 +2,11 @@
 
 import pytest
 import torch
+from conftest import V, tiny_model
 
 from labkit.batching import IGNORE_INDEX
 from labkit.config import ConfigError
-from labkit.model import LSTMLanguageModel, ModelConfig, detach_state, train_flops_per_token
-
-V = 11
-SOFTMAX_KINDS = {"full": (), "adaptive": (4, 8)}
-
-
-def tiny_model(cutoffs: tuple[int, ...] = (), **overrides) -> LSTMLanguageModel:
-    torch.manual_seed(0)
-    # hidden_dim 16 keeps every adaptive tail cluster at least 1 wide (16 // 4**2 = 1).
-    sizes = dict(vocab_size=V, embed_dim=6, hidden_dim=16, num_layers=2, dropout=0.0)
-    return LSTMLanguageModel(ModelConfig(**(sizes | overrides), adaptive_cutoffs=cutoffs)).eval()
-
-
-@pytest.fixture(params=list(SOFTMAX_KINDS), ids=list(SOFTMAX_KINDS))
-def model(request) -> LSTMLanguageModel:
-    return tiny_model(SOFTMAX_KINDS[request.param])
+from labkit.model import ModelConfig, detach_state, train_flops_per_token
 
 
 def random_ids(b: int, t: int, seed: int = 1) -> torch.Tensor:

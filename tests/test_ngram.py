@@ -27,10 +27,10 @@ def test_every_context_gives_a_distribution(order):
         assert model.log_distribution(context).exp().sum().item() == pytest.approx(1.0)
 
 
-def test_evaluate_is_the_chain_rule_over_every_token_after_the_first():
+def test_score_stream_is_the_chain_rule_over_every_token_after_the_first():
     ids = torch.tensor([2, 0, 1, 1, 0, 1, 2, 2, 0])
     model = fit_ngram(ids, vocab_size=3, order=2)
-    score = model.evaluate(ids, chars=18)
+    score = model.score_stream(ids, chars=18)
     by_hand = sum(model.log_distribution(ids[:t])[ids[t]].item() for t in range(1, ids.numel()))
     assert score.tokens == ids.numel() - 1
     assert score.nll == pytest.approx(-by_hand)
@@ -42,13 +42,15 @@ def test_add_one_unigram_matches_the_unigram_entropy_baseline():
     gen = torch.Generator().manual_seed(1)
     train, held_out = torch.randint(0, 11, (500,), generator=gen), torch.randint(0, 11, (80,))
     model = fit_ngram(train, vocab_size=11, order=1, k=1.0)
-    assert model.evaluate(held_out).mean_nll == pytest.approx(unigram_entropy(train, held_out, 11))
+    assert model.score_stream(held_out).mean_nll == pytest.approx(
+        unigram_entropy(train, held_out, 11)
+    )
 
 
 def test_context_helps_on_text_with_structure():
     ids = torch.tensor([0, 1, 2, 3] * 50)  # each token fixes the next one
-    unigram = fit_ngram(ids, 4, order=1).evaluate(ids)
-    bigram = fit_ngram(ids, 4, order=2).evaluate(ids)
+    unigram = fit_ngram(ids, 4, order=1).score_stream(ids)
+    bigram = fit_ngram(ids, 4, order=2).score_stream(ids)
     assert bigram.mean_nll < 0.1 < math.log(4) - 0.01 < unigram.mean_nll
 
 
@@ -66,4 +68,4 @@ def test_bad_input_is_rejected_with_the_fix():
     with pytest.raises(ValueError, match="lower order"):
         fit_ngram([1, 2, 1], vocab_size=50_000, order=5)
     with pytest.raises(ValueError, match="longer text"):
-        fit_ngram([0, 1, 2], vocab_size=3, order=2).evaluate([1])
+        fit_ngram([0, 1, 2], vocab_size=3, order=2).score_stream([1])

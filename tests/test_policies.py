@@ -86,6 +86,24 @@ def test_the_layout_switches_drop_the_goal_and_restate_the_last_action():
     )
 
 
+def test_the_goal_may_close_the_prompt_after_every_action_so_far():
+    # Treasure Hunter's layout: where the agent is in the goal's list of instructions is how many
+    # actions it has taken, read just before the goal that decides.
+    prompt = format_prompt("go north, then take coin", HISTORY, OBS, 0, show_goal="bottom",
+                           last_action="all")  # fmt: skip
+    actions = ", ".join(step["action"] for step in HISTORY)
+    assert prompt.endswith(
+        f"on the floor.\nActions so far: {actions}\nGoal: go north, then take coin\n{ACTION_MARK}"
+    )
+    assert prompt.count("Goal:") == 1 and not prompt.startswith("Goal")
+    first = format_prompt("g", [], OBS, 0, show_goal="bottom", last_action="all")
+    assert first.endswith(f"Actions so far: none\nGoal: g\n{ACTION_MARK}")
+    with pytest.raises(ValueError, match="show_goal must be"):
+        format_prompt("g", [], OBS, show_goal="middle")
+    with pytest.raises(ValueError, match="last_action must be"):
+        format_prompt("g", [], OBS, last_action="some")
+
+
 def test_with_the_whole_history_each_prompt_extends_the_previous_example():
     for i in range(len(HISTORY)):
         step = HISTORY[i]
@@ -231,6 +249,14 @@ def test_values_are_read_by_reference_the_same_in_prompt_and_actions():
                                        r"\b\d\d:\d\d\b|\bfriday\b")  # fmt: skip
     assert read == "Move value_a value_b to value_a" and candidates == ["move value_a value_b"]
     assert by_reference(prompt, actions, "") == (prompt, actions, {})
+    # Named groups type the placeholders, counted per type: the day stays day_a whatever the
+    # order in which a request names things.
+    typed = r"(?P<time>\b\d\d:\d\d\b)|\b(?P<day>monday|friday)\b"
+    read, candidates, written = by_reference("At 10:30 or 11:00 on Friday, not Monday",
+                                             ["move friday 11:00", "move monday 09:00"], typed)  # fmt: skip
+    assert read == "At time_a or time_b on day_a, not day_b"
+    assert candidates == ["move day_a time_b", "move day_b 09:00"]
+    assert written == {"time_a": "10:30", "time_b": "11:00", "day_a": "Friday", "day_b": "Monday"}
 
 
 def test_a_policy_reading_values_by_reference_chooses_among_the_original_actions():

@@ -1,6 +1,7 @@
 """The training loop: learning, exact resume, non-finite losses, schedules, stops and bad input.
 
-`write_corpus` and `tiny_config` are shared with test_cli.py and test_distributed.py.
+The tiny corpus and config (`tiny_config`, `run`) are in conftest.py, shared with test_cli.py and
+test_distributed.py.
 """
 
 import math
@@ -10,75 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run, tiny_config
 
 from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from labkit.config import ConfigError, from_dict, to_dict
+from labkit.config import ConfigError, from_dict
 from labkit.likelihood import Score, unigram_entropy
+from labkit.model import ModelConfig
 from labkit.train import (
     NonFiniteLossError,
     TrainConfig,
     build_model,
     learning_rate,
+    model_config,
     prepare,
     train,
 )
-
-SENTENCE = "the king and queen of night ride over hills where wind and water sing to stone"
-WORDS = SENTENCE.split()  # the vocabulary of the test corpus
-
-
-def write_corpus(folder: Path, train_lines: int = 120) -> Path:
-    """A small deterministic corpus as train.txt, valid.txt and test.txt; returns the folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(0)
-
-    def lines(n: int) -> str:
-        picks = torch.randint(len(WORDS), (n, 6), generator=g).tolist()
-        return "".join(" ".join(WORDS[i] for i in row) + ".\n" for row in picks)
-
-    for name, n in (("train.txt", train_lines), ("valid.txt", 12), ("test.txt", 12)):
-        (folder / name).write_text(lines(n), encoding="utf-8")
-    return folder
-
-
-def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
-    """A config that trains in a second or two on a CPU: a small model on the small corpus."""
-    values = dict(
-        corpus=str(write_corpus(tmp_path / "corpus")),
-        embed_dim=16,
-        hidden_dim=32,
-        batch_size=4,
-        bptt=16,
-        lr=3e-2,
-        warmup_steps=3,
-        max_steps=40,
-        eval_every=10,
-        checkpoint_every=5,
-        device="cpu",
-        threads=1,
-        run_dir=str(tmp_path / "runs"),
-        name="tiny",
-        progress=False,
-        seed=0,
-    )
-    values.update(overrides)
-    return from_dict(TrainConfig, values)
-
-
-def as_argv(config: TrainConfig) -> list[str]:
-    """The `--key value` arguments that rebuild `config` on the command line."""
-    text = {
-        k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
-        for k, v in to_dict(config).items()
-    }
-    return [arg for key, value in text.items() for arg in (f"--{key}", value)]
-
-
-def run(config: TrainConfig, callback=None):
-    """prepare + build_model + train; returns (model, history)."""
-    tokenizer, data = prepare(config)
-    model = build_model(config, tokenizer.vocab_size)
-    return model, train(model, data, config, tokenizer, callback)
 
 
 def losses(history):
@@ -206,7 +153,9 @@ def test_learning_rate_schedules():
 def test_early_stopping_and_plateau_schedule(tmp_path, monkeypatch):
     # A validation score that never improves: the first evaluation sets the best, the plateau
     # schedule halves the lr at each later one, and patience=2 stops after two of them.
-    monkeypatch.setattr("labkit.train.evaluate", lambda *a, **k: Score(nll=10.0, tokens=5, chars=7))
+    monkeypatch.setattr(
+        "labkit.train.score_stream", lambda *a, **k: Score(nll=10.0, tokens=5, chars=7)
+    )
     config = tiny_config(tmp_path, schedule="plateau", patience=2, warmup_steps=0, lr=0.01)
     _, history = run(config)
     assert [row["step"] for row in history] == [10, 20, 30]
@@ -401,7 +350,7 @@ def test_a_fresh_run_in_the_folder_of_another_leaves_nothing_of_it(tmp_path, mon
         raise KeyboardInterrupt
 
     monkeypatch.setattr(
-        "labkit.train.evaluate", ctrl_c
+        "labkit.train.score_stream", ctrl_c
     )  # the new run stops before its first best.pt
     with pytest.raises(KeyboardInterrupt):
         run(tiny_config(tmp_path, max_steps=10, hidden_dim=16, overwrite=True))
@@ -426,3 +375,10 @@ def test_nan_in_a_config_built_in_python_is_refused(key):
 def test_resume_and_overwrite_together_are_refused():
     with pytest.raises(ConfigError, match="resume and overwrite contradict each other"):
         TrainConfig(resume=True, overwrite=True)
+
+
+def test_the_model_settings_have_one_set_of_defaults():
+    # TrainConfig takes its model fields from ModelSettings: `labkit train` and a bare ModelConfig
+    # build the same model.
+    assert model_config(TrainConfig(), 65) == ModelConfig(vocab_size=65)
+    assert model_config(TrainConfig(hidden_dim=64, dropout=0.1), 65).hidden_dim == 64

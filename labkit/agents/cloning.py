@@ -100,7 +100,11 @@ def example_segments(
     """
     steps = trajectory.steps
     texts: list[list[Segment]] = []
-    whole = history_steps is None and not options.get("last_action", False)  # one text
+    whole = (  # one text: every prompt is a prefix of the next
+        history_steps is None
+        and not options.get("last_action", False)
+        and options.get("show_goal", True) != "bottom"
+    )
     if values and whole:
         raise ValueError(
             "values are read by reference per decision: use a history window (history_steps) "
@@ -132,23 +136,46 @@ def examples(
 
 
 def encode_examples(
-    texts: list[list[Segment]], tokenizer: Tokenizer
+    texts: list[list[Segment]], tokenizer: Tokenizer, block: int = 0, rows: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The texts as one stream, each opened by <bos> as a prompt is when the agent acts.
 
     Each segment is encoded on its own, as the scorer encodes a prompt and a candidate action
     apart, so the action tokens learnt are the ones later scored.
 
+    With `block` (the training window, bptt) the texts that fit in one are packed whole into
+    blocks of that many tokens, padded with <pad> that nothing predicts, and the stream is padded
+    so that each of `rows` streams (`batchify`'s batch_size) is a whole number of blocks: every
+    window of training then starts at a block, and no decision is cut off from its prompt (where
+    no text fits in a block, the stream is left as it is). Without it, a text that
+    straddles two windows has its action learnt with no gradient reaching the prompt's words in
+    the window before (truncated backpropagation): the desk agent, whose request is 20-60 tokens
+    before its decision, could not learn to read it (see README, Agents).
+
     Returns:
         ids (N,) and mask (N,) bool: True on the tokens of the actions.
     """
     ids: list[int] = []
     mask: list[bool] = []
+    packed = False  # whether any text was moved to a block's start
     for segments in texts:
+        piece: list[int] = []
+        targets: list[bool] = []
         for j, (text, is_action) in enumerate(segments):
-            piece = tokenizer.encode(text, bos=j == 0)
-            ids += piece
-            mask += [is_action] * len(piece)
+            encoded = tokenizer.encode(text, bos=j == 0)
+            piece += encoded
+            targets += [is_action] * len(encoded)
+        if block and len(piece) <= block < len(ids) % block + len(piece):  # would straddle
+            gap = -len(ids) % block
+            ids += [tokenizer.pad_id] * gap
+            mask += [False] * gap
+            packed = True
+        ids += piece
+        mask += targets
+    if packed:  # rows whole blocks, plus the one token batchify's shifted inputs leave over
+        gap = -len(ids) % (block * rows) + 1
+        ids += [tokenizer.pad_id] * gap
+        mask += [False] * gap
     return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.bool)
 
 
@@ -210,8 +237,13 @@ def clone_expert(
         for name, part in (("train", episodes[:-held_out]), ("valid", episodes[-held_out:]))
     }
     corpus = "".join(text for texts in splits.values() for e in texts for text, _ in e)
-    tokenizer = train_tokenizer(config.tokenizer, corpus, config.vocab_size or None)
-    streams = {name: encode_examples(texts, tokenizer) for name, texts in splits.items()}
+    tokenizer = train_tokenizer(
+        config.tokenizer, corpus, config.vocab_size or None, config.min_freq
+    )
+    streams = {
+        "train": encode_examples(splits["train"], tokenizer, config.bptt, config.batch_size),
+        "valid": encode_examples(splits["valid"], tokenizer),  # read with the state carried
+    }
     chars = {
         name: sum(len(text) for e in texts for text, act in e if act or not actions_only)
         for name, texts in splits.items()

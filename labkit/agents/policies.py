@@ -45,20 +45,22 @@ def format_prompt(
     observation: str,
     history_steps: int | None = None,
     *,
-    show_goal: bool = True,
-    last_action: bool = False,
+    show_goal: bool | str = True,
+    last_action: bool | str = False,
     show_request: str = "",
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
-        Goal: <goal>                      (show_goal)
+        Goal: <goal>                      (show_goal=True or "top")
         Request: <observation 0>          (show_request="top", once the history window passed it)
         <observation t-k>
         > <action t-k>
         ...
         <observation t>
         Request: <observation 0>          (show_request="bottom", likewise)
-        Last action: <action t-1>         (last_action; "none" at the first step)
+        Last action: <action t-1>         (last_action=True; "none" at the first step)
+        Actions so far: <a 0>, <a 1>, ... (last_action="all"; "none" at the first step)
+        Goal: <goal>                      (show_goal="bottom")
         >
 
     The prompt ends with ACTION_MARK, exactly where the action's text begins, so an action is scored
@@ -72,12 +74,16 @@ def format_prompt(
         history_steps: how many past (observation, action) pairs to show: 0 none, None all
             (then the prompt is the whole episode so far, and every prompt of an episode is a
             prefix of the next one, unless last_action is on).
-        show_goal: open with the goal. Off where the goal adds nothing the observations do not
-            say: Coin Collector's goal restates the walkthrough, a paragraph of direction words
-            that a small LSTM must read past before each decision.
-        last_action: restate the last action on the line before ACTION_MARK, so that the model
+        show_goal: open with the goal (True or "top"), close with it ("bottom": the last line
+            before the decision), or leave it out (False). Out where the goal adds nothing the
+            observations do not say: Coin Collector's goal restates the walkthrough, a paragraph
+            of direction words that a small LSTM must read past before each decision. At the
+            bottom where the goal's instructions decide each step (Treasure Hunter's "head west.
+            After that, go north...").
+        last_action: restate the last action near the decision (True), so that the model
             need not carry it across the observation (Coin Collector: the way back is the one exit
-            not to take).
+            not to take); or list every action of the episode so far ("all": where the agent is
+            in a list of instructions is how many it has carried out).
         show_request: restate the episode's first observation (a tool-use task's request) when
             the history window no longer holds it: "top" above everything else, "bottom" after
             the current observation, "" not at all. With history_steps=0 and last_action, every
@@ -96,7 +102,14 @@ def format_prompt(
     show_request = {True: "top", False: ""}.get(show_request, show_request)  # agent.json of old
     if show_request not in REQUEST_PLACES:
         raise ValueError(f"show_request must be one of {REQUEST_PLACES}, got {show_request!r}.")
-    parts = [f"Goal: {_squeeze(goal)}"] if show_goal else []
+    show_goal = {True: "top", False: ""}.get(show_goal, show_goal)
+    if show_goal not in REQUEST_PLACES:
+        raise ValueError(
+            f"show_goal must be True, False or one of {REQUEST_PLACES}, got {show_goal!r}."
+        )
+    if last_action not in (True, False, "all"):
+        raise ValueError(f"last_action must be True, False or 'all', got {last_action!r}.")
+    parts = [f"Goal: {_squeeze(goal)}"] if show_goal == "top" else []
     past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
     request = f"Request: {_squeeze(history[0]['observation'])}" if history else ""
     restate = bool(show_request and history and len(past) < len(history))
@@ -108,8 +121,12 @@ def format_prompt(
     parts.append(_squeeze(observation))
     if restate and show_request == "bottom":
         parts.append(request)
-    if last_action:
+    if last_action == "all":
+        parts.append(f"Actions so far: {', '.join(s['action'] for s in history) or 'none'}")
+    elif last_action:
         parts.append(f"Last action: {history[-1]['action'] if history else 'none'}")
+    if show_goal == "bottom":
+        parts.append(f"Goal: {_squeeze(goal)}")
     return "\n".join(parts) + "\n" + ACTION_MARK
 
 
@@ -133,6 +150,9 @@ def by_reference(prompt: str, actions: list[str], values: str) -> tuple[str, lis
     the next, ...; matched without case). An action's argument is then chosen by reference ("the
     order the customer named", "the first free time listed") rather than copied digit by digit,
     which is how task-oriented dialogue systems let a small model handle ids it never saw.
+    A named group in the regex types its values: `(?P<day>monday|tuesday)` names them day_a,
+    day_b, ... (counted per type), so the model reads which kind of value a placeholder holds,
+    not only in which order the request happened to name it.
 
     Returns:
         (the prompt, the actions, placeholder -> value as first written); unchanged, {} when
@@ -143,11 +163,14 @@ def by_reference(prompt: str, actions: list[str], values: str) -> tuple[str, lis
     pattern = re.compile(values, re.IGNORECASE)
     names: dict[str, str] = {}  # value (lower case) -> placeholder
     written: dict[str, str] = {}  # placeholder -> value as first written
+    counts: dict[str, int] = {}  # type -> placeholders of that type so far
 
     def name(match: re.Match) -> str:
         key = match.group(0).lower()
         if key not in names:
-            names[key] = f"value_{_letters(len(names))}"
+            kind = match.lastgroup or "value"
+            names[key] = f"{kind}_{_letters(counts.get(kind, 0))}"
+            counts[kind] = counts.get(kind, 0) + 1
             written[names[key]] = match.group(0)
         return names[key]
 
@@ -268,8 +291,8 @@ class LMPolicy:
         length_norm: bool = False,
         seed: int = 0,
         name: str = "lm",
-        show_goal: bool = True,
-        last_action: bool = False,
+        show_goal: bool | str = True,
+        last_action: bool | str = False,
         show_request: str = "",
         values: str = "",
     ) -> None:
@@ -419,8 +442,8 @@ class GenerativePolicy:
         temperature: float = 1.0,
         seed: int = 0,
         name: str = "generative",
-        show_goal: bool = True,
-        last_action: bool = False,
+        show_goal: bool | str = True,
+        last_action: bool | str = False,
         show_request: str = "",
         values: str = "",
     ) -> None:

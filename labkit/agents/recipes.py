@@ -75,17 +75,29 @@ class Recipe:
 TOOL_USE_LAYOUT = {"show_goal": False, "last_action": True}
 # Values an agent reads by reference (policies.by_reference): order ids (four digits or more:
 # prices stay numbers, since their size decides a refund); times, days, names, the half of the
-# day and meeting lengths written in figures ("an hour" stays words).
+# day and meeting lengths written in figures ("an hour" stays words), each named by its type
+# (day_a, time_a, window_a, ...: which argument a value fills does not hang on word order).
 ORDER_IDS = r"\b\d{4,}\b"
 CALENDAR_VALUES = (
-    r"\b\d{1,2}:\d{2}\b|\b(?:" + "|".join(DAYS + PEOPLE + tuple(WINDOWS) + ("30", "60")) + r")\b"
+    r"(?P<time>\b\d{1,2}:\d{2}\b)"
+    + r"|\b(?:(?P<day>"
+    + "|".join(DAYS)
+    + r")|(?P<person>"
+    + "|".join(PEOPLE)
+    + r")"
+    + r"|(?P<window>"
+    + "|".join(WINDOWS)
+    + r")|(?P<length>30|60))\b"
 )
+# Both tool-use agents: words in lower case, windows of 128 tokens (each prompt and its decision
+# inside one window: cloning.encode_examples packs them), lr 0.005.
 TOOL_USE_TRAINING = {
     "tokenizer": "lower",
     "embed_dim": 128,
     "lr": 5e-3,
-    "max_steps": 3000,
-    "eval_every": 500,
+    "bptt": 128,
+    "max_steps": 1000,
+    "eval_every": 250,
 }
 
 RECIPES: dict[str, Recipe] = {
@@ -93,10 +105,12 @@ RECIPES: dict[str, Recipe] = {
     # the prompt is the room with the last action restated next to the decision, without the goal
     # (which only restates the walkthrough). Word embeddings as wide as the state let the LSTM keep
     # which direction words it read; with 64 it learnt neither the exits nor the way back.
+    # Trained on the even levels, it won 200/200 unseen games of levels 1-10 (20 per level, the
+    # odd levels never trained on); trained on the odd ones instead, 200/200 as well.
     "coin_collector": Recipe(
         "coin_collector",
         train_levels=(2, 4, 6, 8, 10),
-        eval_levels=(2, 4, 6, 8, 10),
+        eval_levels=tuple(range(1, 11)),
         train_per_level=30,
         eval_per_level=20,
         max_steps=50,
@@ -111,14 +125,29 @@ RECIPES: dict[str, Recipe] = {
             "eval_every": 250,
         },
     ),
+    # Treasure Hunter: the goal spells out the way ("go south. With that over with, take a trip
+    # east. Then ... lift the broom"), so each step is the next instruction not yet carried out.
+    # The prompt is the room, every action so far, then the goal last: read in that order, the
+    # LSTM could count how many instructions to skip before the one that decides. It does not
+    # learn to: 17/20 and 14/20 unseen games of levels 1-2, 0/20 on each of levels 3-10 (random:
+    # 55/200 in all; README, TextWorld). Not yet a working recipe.
     "treasure_hunter": Recipe(
         "treasure_hunter",
-        train_levels=(1, 2),
-        eval_levels=(1, 2),
-        train_per_level=15,
-        eval_per_level=10,
+        train_levels=(2, 4, 6, 8, 10),
+        eval_levels=tuple(range(1, 11)),
+        train_per_level=60,
+        eval_per_level=20,
         max_steps=50,
-        train={"tokenizer": "word"},
+        history_steps=0,
+        prompt={"show_goal": "bottom", "last_action": "all"},
+        train={
+            "tokenizer": "word",
+            "embed_dim": 256,
+            "bptt": 256,
+            "batch_size": 16,
+            "max_steps": 1000,
+            "eval_every": 250,
+        },
     ),
     # Tool use: each decision reads the request, the tool's last answer and the call that asked
     # for it (restated just before the decision). The desk keeps the request on top (the order's
@@ -135,13 +164,16 @@ RECIPES: dict[str, Recipe] = {
         train=TOOL_USE_TRAINING,
         env_args={"injection": 0.2},
     ),
+    # The calendar's words seen fewer than 10 times (typos, rare chatter) are read as <unk> in
+    # training too, so that words no training request used are not read as noise at evaluation:
+    # held-out wordings 0.59 -> 0.92 with the typed placeholders (README, Agents).
     "calendar": Recipe(
         "calendar",
         train_per_level=2000,
         train_seed_start=10_000,
         history_steps=0,
         prompt={**TOOL_USE_LAYOUT, "show_request": "bottom", "values": CALENDAR_VALUES},
-        train=TOOL_USE_TRAINING,
+        train={**TOOL_USE_TRAINING, "max_steps": 1500, "min_freq": 10},
     ),
 }
 
