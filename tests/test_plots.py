@@ -5,7 +5,16 @@ import math
 import plotly.graph_objects as go
 import pytest
 
-from labkit.plots import grouped_bars, live_loss_callback, loss_figure, metric_bars, token_heatmap
+from labkit.plots import (
+    LiveFigure,
+    action_distribution,
+    grouped_bars,
+    live_loss_callback,
+    loss_figure,
+    metric_bars,
+    show_action_distribution,
+    token_heatmap,
+)
 
 HISTORY = [
     {"step": 10, "train_loss": 3.0, "val_loss": None},
@@ -52,3 +61,25 @@ def test_bar_builders_make_one_trace_per_series_or_metric():
     fig = metric_bars(rows, "kind", ["vocab", "rate"])
     assert [list(t.x) for t in fig.data] == [["char", "bpe"]] * 2
     assert [list(t.y) for t in fig.data] == [[70, 500], [0.0, 0.1]]
+
+
+def test_a_widget_chart_keeps_its_synced_state_current():
+    # A page that connects after the updates (Voila) draws the synced state: it must hold the bars.
+    fig = action_distribution(widget=True)
+    show_action_distribution(fig, {"look": 0.7, "reply": 0.3}, chosen="look")
+    (bar,) = fig._widget_data
+    assert (bar["x"], bar["y"]) == (["look", "reply"], [0.7, 0.3])
+    assert bar["marker"]["color"] == ["crimson", "steelblue"]
+    live_loss_callback(live := loss_figure(widget=True))({"step": 5, "train_loss": 2.0})
+    assert list(live._widget_data[0]["x"]) == [5]
+
+
+def test_live_figure_displays_the_widget_with_a_static_copy():
+    live = LiveFigure(loss_figure(widget=True, title="run: loss while training"))
+    live_loss_callback(live.figure)({"step": 10, "train_loss": 3.0, "val_loss": 3.1})
+    bundle = live._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # kernels draw the widget
+    static = bundle["application/vnd.plotly.v1+json"]  # exported pages draw this
+    assert [t["x"] for t in static["data"]] == [[10], [10]]
+    assert repr(live) == "LiveFigure('run: loss while training')"
+    live.refresh()  # not shown yet: nothing to update, no error
