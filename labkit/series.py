@@ -65,8 +65,8 @@ DEMO_PARAMETERS: dict[str, dict[str, object]] = {
         "tasks": ["coin_collector", "customer_service", "calendar"],
         "train_episodes": 0,
         "train_steps": {"coin_collector": 1250, "customer_service": 500, "calendar": 500},
-        "eval_episodes": 20,
-        "guard_episodes": 100,
+        "eval_episodes": 12,
+        "guard_episodes": 60,
         "check_claims": True,
     },
     # The demos are driven by notebook 05's desk agent.
@@ -83,8 +83,8 @@ DEMO_PARAMETERS: dict[str, dict[str, object]] = {
         "samples": 4000,
         "bias_checkpoint": "{run_dir}/03_training/best.pt",
         "agent_run": "{run_dir}/05-customer_service",
-        "cases": 24,
-        "misuse_episodes": 100,
+        "cases": 16,
+        "misuse_episodes": 60,
     },
 }
 
