@@ -29,7 +29,11 @@ ACTION_MARK = "> "  # what precedes every action in a prompt or transcript
 END_OF_ACTION = (
     "\n"  # scored after each action, so that "go" cannot win by being a prefix of "go east"
 )
-REQUEST_PLACES = ("", "top", "bottom")  # where format_prompt restates the request (show_request)
+PLACES = (
+    "",
+    "top",
+    "bottom",
+)  # where format_prompt puts the request and the goal (show_request, show_goal)
 MIN_ADMISSIBLE_MASS = 1e-3  # below this total P(admissible actions), a decision carries a note
 
 
@@ -100,13 +104,11 @@ def format_prompt(
             "environment's observation and info['goal'] (from reset or step)."
         )
     show_request = {True: "top", False: ""}.get(show_request, show_request)  # agent.json of old
-    if show_request not in REQUEST_PLACES:
-        raise ValueError(f"show_request must be one of {REQUEST_PLACES}, got {show_request!r}.")
+    if show_request not in PLACES:
+        raise ValueError(f"show_request must be one of {PLACES}, got {show_request!r}.")
     show_goal = {True: "top", False: ""}.get(show_goal, show_goal)
-    if show_goal not in REQUEST_PLACES:
-        raise ValueError(
-            f"show_goal must be True, False or one of {REQUEST_PLACES}, got {show_goal!r}."
-        )
+    if show_goal not in PLACES:
+        raise ValueError(f"show_goal must be True, False or one of {PLACES}, got {show_goal!r}.")
     if last_action not in (True, False, "all"):
         raise ValueError(f"last_action must be True, False or 'all', got {last_action!r}.")
     parts = [f"Goal: {_squeeze(goal)}"] if show_goal == "top" else []
