@@ -16,7 +16,8 @@ series: setup
 present: setup
 	$(PY) -m labkit present
 
-# The test suite: unit tests, then every notebook under nbval with its quick parameters.
+# The test suite: unit tests (tests/test_browser.py drives Debian's chromium when installed), then
+# every notebook under nbval with its quick parameters.
 test: setup
 	$(VENV)/bin/ruff check labkit tests bench
 	$(VENV)/bin/ruff format --check labkit tests bench

@@ -12,8 +12,8 @@ raw LaTeX and widgets blank. Here:
 - the pages of one folder share `_static/plotly.min.js` (from the plotly package, written once per
   folder), and each plotly figure is redrawn from its JSON by it;
 - each widget output becomes a still picture of the widget's saved state (buttons, menus, text,
-  progress bars; a FigureWidget as the figure it holds in that state), and a display that also
-  carries a static figure (`labkit.plots.LiveFigure`) shows that figure.
+  progress bars, HTML such as the action bars), and a display that also carries a static figure
+  (`labkit.plots.LiveFigure`) shows that figure.
 
 Nothing on a page asks for the network.
 """
@@ -149,8 +149,6 @@ class WidgetPicture:
         if name in ("FloatProgressModel", "IntProgressModel"):
             value, top = s.get("value", 0), s.get("max", 1) or 1
             return f"<label>{label} <progress value='{value}' max='{top}'></progress></label>"
-        if name == "AnyModel" and "_widget_data" in s:  # plotly's FigureWidget
-            return figure_html({"data": s["_widget_data"], "layout": s.get("_widget_layout", {})})
         return ""
 
 

@@ -7,7 +7,8 @@
     display(chat.layout)
 
 All logic lives in these classes, not in notebook cells, so tests drive them as a person would:
-set a widget's `.value`, call a Button's `.click()`, and read `chart.data` (a plotly FigureWidget).
+set a widget's `.value`, call a Button's `.click()`, and read `chart.probs` / `chart.chosen` (the
+bars drawn, an `ActionBars`: an HTML widget, so that no page has a chart bundle to load).
 Each episode is recorded as a harness `Trajectory` with the harness's step dicts, so what a person
 did in a demo can be saved and replayed like any other run.
 """
@@ -25,7 +26,7 @@ from labkit.agents.core import Decision, Env, InvalidActionError, Policy
 from labkit.agents.customer_service import CustomerServiceEnv
 from labkit.agents.guardrails import audit_trail, format_audit
 from labkit.agents.harness import Trajectory, run_episode
-from labkit.plots import action_distribution, show_action_distribution
+from labkit.plots import action_bars_html
 
 
 def _pre(lines: list[str]) -> str:
@@ -33,11 +34,31 @@ def _pre(lines: list[str]) -> str:
     return "<pre style='white-space: pre-wrap'>" + html.escape("\n".join(lines)) + "</pre>"
 
 
+class ActionBars(widgets.HTML):
+    """A policy's distribution over actions as bars (`labkit.plots.action_bars_html`), the chosen
+    action in red: an HTML widget redrawn by setting its value, with no script for a page to load.
+
+    `probs` and `chosen` are the bars drawn now.
+    """
+
+    def __init__(self, heading: str = "The policy's distribution over admissible actions") -> None:
+        super().__init__()
+        self.heading = heading
+        self.probs: dict[str, float] = {}
+        self.chosen: str | None = None
+        self.show({})
+
+    def show(self, probs: dict[str, float], chosen: str | None = None) -> None:
+        """Draw `probs` (action -> probability), `chosen` highlighted; {} shows no bars."""
+        self.probs, self.chosen = dict(probs), chosen
+        self.value = action_bars_html(self.probs, chosen, self.heading)
+
+
 class AgentDemo:
     """Choose an environment and a policy, then Step, Run or Reset; override any decision.
 
     Before each step the policy's decision for the current state is computed and shown: its
-    distribution as a bar chart (the chosen action in red) and the chosen action pre-selected in
+    distribution as bars (`ActionBars`, the chosen action in red) and the chosen action pre-selected in
     the override Dropdown. Step sends the policy's action; "Send override" sends the Dropdown's
     action instead, and the step's note records what the agent would have done.
     """
@@ -71,7 +92,7 @@ class AgentDemo:
         self.override_button = widgets.Button(description="Send override")
         self.status = widgets.HTML()
         self.transcript = widgets.HTML()
-        self.chart = action_distribution(widget=True)
+        self.chart = ActionBars()
         self.layout = widgets.VBox(
             [
                 widgets.HBox([self.env_name, self.policy_name, self.game]),
@@ -201,7 +222,7 @@ class AgentDemo:
         t = self.trajectory
         probs = self.pending.probs if self.pending else {}
         chosen = self.pending.action if self.pending else None
-        show_action_distribution(self.chart, probs, chosen)
+        self.chart.show(probs, chosen)
         self.override.options = [] if self.done else list(self.info["admissible_actions"])
         self.override.value = chosen
         for button in (self.step_button, self.run_button, self.override_button):
@@ -265,42 +286,21 @@ class ServiceChat:
         self.orders = widgets.HTML()
         self.conversation = widgets.HTML()
         self.audit = widgets.HTML()
-        self._chart: Any = None  # made when first shown: each FigureWidget ships plotly.js
-        self._layout: widgets.VBox | None = None
-        self._last: tuple[dict[str, float], str | None] = ({}, None)  # the bars to show
+        self.chart = ActionBars("The agent's last decision")
+        self.layout = widgets.VBox(
+            [
+                self.orders,
+                widgets.HBox([self.request, self.send_button, self.new_button, self.customer]),
+                self.conversation,
+                self.audit,
+                self.chart,
+            ]
+        )
         self.trajectories: list[Trajectory] = []  # every conversation, the latest last
         self.send_button.on_click(lambda _: self.send())
         self.new_button.on_click(lambda _: self.new_customer(self.seed + 1))
         self.customer.observe(lambda change: self._choose_shop(change["new"]), names="value")
         self.new_customer(seed)
-
-    @property
-    def chart(self) -> Any:
-        """The agent's last decision as bars (a FigureWidget, made on first use)."""
-        if self._chart is None:
-            self._chart = action_distribution(widget=True, title="The agent's last decision")
-            show_action_distribution(self._chart, *self._last)
-        return self._chart
-
-    @property
-    def layout(self) -> widgets.VBox:
-        """The desk as one widget: orders, the request box, conversation, audit trail, bars."""
-        if self._layout is None:
-            self._layout = widgets.VBox(
-                [
-                    self.orders,
-                    widgets.HBox([self.request, self.send_button, self.new_button, self.customer]),
-                    self.conversation,
-                    self.audit,
-                    self.chart,
-                ]
-            )
-        return self._layout
-
-    def _show_decision(self, probs: dict[str, float], chosen: str | None = None) -> None:
-        self._last = (probs, chosen)
-        if self._chart is not None:
-            show_action_distribution(self._chart, probs, chosen)
 
     def _choose_shop(self, seed: int) -> None:
         """A seed typed in the shop box opens that shop (new_customer() also sets the box)."""
@@ -324,7 +324,7 @@ class ServiceChat:
         found = _QUOTED.search(observation)
         self.request.value = found.group(1) if found else ""
         self.conversation.value = self.audit.value = ""
-        self._show_decision({})
+        self.chart.show({})
         env.close()
 
     def send(self) -> Trajectory:
@@ -368,6 +368,6 @@ class ServiceChat:
         trail = format_audit(audit_trail(self.desk.db))
         self.audit.value = "<b>Audit trail (every tool call, checked by the desk's rules)</b>"
         self.audit.value += _pre(trail.splitlines())
-        self._show_decision(last.get("probs", {}), last.get("action"))
+        self.chart.show(last.get("probs", {}), last.get("action"))
         self.trajectories.append(trajectory)
         return trajectory

@@ -3,9 +3,11 @@
 The test models are tiny: one intra-op thread runs them faster than two that contend for the two
 cores of a CI machine (measured: the likelihood tests took 52 s with two threads, 18 s with one).
 Test files import the helpers by name (`from conftest import tiny_config`); the `model` fixture is
-the tiny model with each softmax kind.
+the tiny model with each softmax kind; `drawn_bars` reads an action-bars chart.
 """
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,13 @@ class Corridor:
 
     def close(self):
         pass
+
+
+# ---- the action bars drawn ---------------------------------------------------------------------
+
+_BAR_ROW = re.compile(r"<tr data-action='([^']*)' data-p='([^']*)'( class=chosen)?>")
+
+
+def drawn_bars(value: str) -> list[tuple[str, float, bool]]:
+    """The bars of a `labkit.plots.action_bars_html` chart: (action, probability, highlighted)."""
+    return [(html.unescape(a), float(p), bool(c)) for a, p, c in _BAR_ROW.findall(value)]

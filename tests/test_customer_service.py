@@ -55,6 +55,8 @@ def test_an_eligible_refund_is_written_and_wins():
         ("cancel", "", "cancel {target}", "look_up_first"),
         ("cancel_too_late", "lookup", "cancel {target}", "cancel_status"),
         ("refund", "", "lookup_order {other}", "own_orders_only"),
+        ("refund", "", "check_refund {other}", "own_orders_only"),
+        ("cancel", "", "check_cancel {other}", "own_orders_only"),
         ("refund", "", "refund {other}", "own_orders_only"),
         ("cancel", "", "cancel {other}", "own_orders_only"),
     ],
@@ -71,6 +73,46 @@ def test_forbidden_calls_are_refused_before_anything_is_written(case, setup, cal
     assert terminated and info["lost"] and reward == 0.0 and f"({rule})" in info["verdict"]
     last = audit_trail(env.db)[-1]
     assert (last["tool"], last["allowed"], last["rule"]) == (action.split()[0], 0, rule)
+
+
+@pytest.mark.parametrize(
+    ("case", "check", "verdict", "then"),
+    [
+        ("refund", "check_refund", "refund allowed", "refund"),
+        ("refund_over_limit", "check_refund", "refund not allowed (refund_limit", "escalate"),
+        ("refund_not_eligible", "check_refund", "refund not allowed (refund_status", "reply"),
+        ("cancel", "check_cancel", "cancel allowed", "cancel"),
+        ("cancel_too_late", "check_cancel", "cancel not allowed (cancel_status", "reply"),
+    ],
+)
+def test_the_checks_answer_what_the_rules_allow_write_nothing_and_count_as_a_look_up(
+    case, check, verdict, then
+):
+    env = desk(case)
+    before = env.state()
+    observation, _, terminated, _, info = env.step(f"{check} {env.target}")
+    assert not terminated and f"order {env.target} " in observation
+    assert observation.split("; ")[-1].startswith(verdict)
+    assert env.state() == before and audit_trail(env.db)[-1]["allowed"] == 1
+    assert info["expert_action"].split()[0] == then  # what the answer says to do next
+    if then in ("refund", "cancel"):  # the check was the look-up the rules ask for
+        observation, *_ = env.step(f"{then} {env.target}")
+        assert not observation.startswith("error")
+
+
+def test_the_expert_checks_what_the_customer_asks_for_before_acting():
+    firsts = {}
+    for case in ("where_is", "refund", "refund_over_limit", "cancel", "cancel_too_late"):
+        env = desk(case)
+        firsts[case] = env._info()["expert_action"].split()[0]
+        assert run_episode(ExpertPolicy(), env, seed=env.seed).won
+    assert firsts == {
+        "where_is": "lookup_order",
+        "refund": "check_refund",
+        "refund_over_limit": "check_refund",
+        "cancel": "check_cancel",
+        "cancel_too_late": "check_cancel",
+    }
 
 
 def test_the_limit_is_inclusive_a_refund_of_exactly_the_limit_is_allowed():

@@ -6,6 +6,9 @@ import re
 import nbformat
 
 from labkit.export import PLOTLY_MIME, WIDGET_MIME, WIDGET_STATE, export_html, typeset
+from labkit.plots import action_bars_html
+
+BARS = action_bars_html({"look": 0.75, "go east": 0.25}, chosen="go east")
 
 
 def test_typeset_swaps_formulas_for_placeholders_and_leaves_code_alone():
@@ -31,9 +34,13 @@ def _executed_notebook():
     ]
     nb.cells.append(cell)
     state = {
-        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_b", "IPY_MODEL_h"]}},
+        "box": {
+            "model_name": "VBoxModel",
+            "state": {"children": ["IPY_MODEL_b", "IPY_MODEL_h", "IPY_MODEL_bars"]},
+        },
         "b": {"model_name": "ButtonModel", "state": {"description": "Step"}},
         "h": {"model_name": "HTMLModel", "state": {"value": "<b>game 3</b>"}},
+        "bars": {"model_name": "HTMLModel", "state": {"value": BARS}},  # widgets.ActionBars
     }
     nb.metadata["widgets"] = {WIDGET_STATE: {"state": state}}
     return nb
@@ -49,5 +56,8 @@ def test_export_writes_an_offline_page_beside_the_notebook(tmp_path):
     assert page.count("plotly-graph-div") >= 1 and "window.PlotlyConfig = {}" not in page
     assert re.search(r"<button disabled[^>]*>Step</button>", page) and "<b>game 3</b>" in page
     assert "VBox()" not in page
+    # the action bars as last drawn (nbconvert rewrites the HTML: double quotes, sorted attributes)
+    assert '<tr data-action="look" data-p="0.75">' in page and "width:75.0%" in page
+    assert '<tr class="chosen" data-action="go east" data-p="0.25">' in page
     hosts = re.findall(r'(?:src|href)="(https?://[^"]+)"', page)
     assert hosts == [], hosts  # no script, stylesheet or font from another host

@@ -1,18 +1,23 @@
-"""Figures built from data carry the right traces; the live loss callback grows a FigureWidget."""
+"""Figures built from data carry the right traces; the live loss callback grows a figure; the
+action bars draw what they are given."""
 
 import math
+import re
+from types import SimpleNamespace
 
-import plotly.graph_objects as go
+import ipywidgets
 import pytest
+from conftest import drawn_bars
 
 from labkit.plots import (
     LiveFigure,
+    action_bars_html,
     action_distribution,
     grouped_bars,
+    lines_svg,
     live_loss_callback,
     loss_figure,
     metric_bars,
-    show_action_distribution,
     token_heatmap,
 )
 
@@ -30,9 +35,8 @@ def test_loss_figure_plots_every_finite_loss():
     assert (val.name, list(val.x), list(val.y)) == ("validation", [20], [2.6])
 
 
-def test_live_callback_appends_rows_to_the_widget():
-    fig = loss_figure(widget=True)
-    assert isinstance(fig, go.FigureWidget)
+def test_live_callback_appends_rows_to_the_figure():
+    fig = loss_figure()
     callback = live_loss_callback(fig)
     for row in HISTORY:
         callback(row)
@@ -63,23 +67,55 @@ def test_bar_builders_make_one_trace_per_series_or_metric():
     assert [list(t.y) for t in fig.data] == [[70, 500], [0.0, 0.1]]
 
 
-def test_a_widget_chart_keeps_its_synced_state_current():
-    # A page that connects after the updates (Voila) draws the synced state: it must hold the bars.
-    fig = action_distribution(widget=True)
-    show_action_distribution(fig, {"look": 0.7, "reply": 0.3}, chosen="look")
-    (bar,) = fig._widget_data
-    assert (bar["x"], bar["y"]) == (["look", "reply"], [0.7, 0.3])
-    assert bar["marker"]["color"] == ["crimson", "steelblue"]
-    live_loss_callback(live := loss_figure(widget=True))({"step": 5, "train_loss": 2.0})
-    assert list(live._widget_data[0]["x"]) == [5]
+def test_action_distribution_draws_one_bar_per_action_the_chosen_one_in_red():
+    fig = action_distribution({"look": 0.7, "reply": 0.3}, chosen="look", title="first step")
+    (bar,) = fig.data
+    assert (list(bar.x), list(bar.y)) == (["look", "reply"], [0.7, 0.3])
+    assert list(bar.marker.color) == ["crimson", "steelblue"]
+    assert fig.layout.title.text == "first step" and tuple(fig.layout.yaxis.range) == (0, 1)
+    (empty,) = action_distribution().data
+    assert list(empty.x) == [] and list(empty.y) == []
 
 
-def test_live_figure_displays_the_widget_with_a_static_copy():
-    live = LiveFigure(loss_figure(widget=True, title="run: loss while training"))
-    live_loss_callback(live.figure)({"step": 10, "train_loss": 3.0, "val_loss": 3.1})
-    bundle = live._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle  # kernels draw the widget
-    static = bundle["application/vnd.plotly.v1+json"]  # exported pages draw this
-    assert [t["x"] for t in static["data"]] == [[10], [10]]
-    assert repr(live) == "LiveFigure('run: loss while training')"
+def test_live_figure_draws_an_svg_and_keeps_a_static_copy_current():
+    live = LiveFigure(loss_figure(title="run: loss while training"))
+    assert list(live._repr_mimebundle_()) == ["application/vnd.plotly.v1+json"]  # not shown yet
     live.refresh()  # not shown yet: nothing to update, no error
+    shown = []
+    live.handle = SimpleNamespace(update=lambda obj: shown.append(obj._repr_mimebundle_()))
+    live.view = ipywidgets.HTML()  # what show() draws in
+    live_loss_callback(live)({"step": 10, "train_loss": 3.0, "val_loss": 3.1})
+    live_loss_callback(live)({"step": 20, "train_loss": 2.5, "val_loss": 2.6})
+    assert live.view.value.count("class='point'") == 4  # redrawn: train and validation, twice
+    bundle = shown[-1]
+    view = bundle["application/vnd.jupyter.widget-view+json"]  # kernels draw the HTML widget
+    assert view["model_id"] == live.view.model_id  # an ipywidgets.HTML, not a FigureWidget
+    static = bundle["application/vnd.plotly.v1+json"]  # exported pages draw this
+    assert [t["x"] for t in static["data"]] == [[10, 20], [10, 20]]
+    assert repr(live) == "LiveFigure('run: loss while training')"
+
+
+def test_lines_svg_draws_each_point_with_axes_legend_and_escaped_text():
+    svg = lines_svg(loss_figure(HISTORY, title="<run> & loss"))
+    assert svg.count("class='point'") == 3 + 1  # NaN and None are not drawn
+    assert svg.count("<polyline") == 2 and "validation</text>" in svg and "train</text>" in svg
+    assert "&lt;run&gt; &amp; loss" in svg and "<run>" not in svg
+    assert "<title>train: 20, 2.5</title>" in svg
+    assert ">step</text>" in svg and ">nats per token</text>" in svg  # the axis titles
+    assert "<script" not in svg
+    empty = lines_svg(loss_figure())  # before the first evaluation: axes, no point
+    assert "class='point'" not in empty and "<svg" in empty
+
+
+def test_action_bars_draw_each_probability_and_highlight_the_chosen_action():
+    value = action_bars_html({"look": 0.7, "reply 'hi' <b>": 0.25, "go": 0.05}, chosen="look")
+    assert drawn_bars(value) == [("look", 0.7, True), ("reply 'hi' <b>", 0.25, False),
+                                 ("go", 0.05, False)]  # fmt: skip
+    assert "<b>" not in value
+    assert "reply &#x27;hi&#x27; &lt;b&gt;" in value  # a label cannot break out of the page
+    assert re.findall(r">(\d\.\d{3})</td>", value) == ["0.700", "0.250", "0.050"]  # the numbers
+    assert "width:70.0%" in value and value.count("background-color:crimson") == 1
+    assert "<script" not in value
+    empty = action_bars_html({}, title="The agent's last decision")
+    assert drawn_bars(empty) == [] and "no decision to show" in empty
+    assert "The agent&#x27;s last decision" in empty

@@ -64,10 +64,10 @@ def test_specials_take_ids_0_to_3_and_frame_the_text(tokenizers, kind):
     ids = tok.encode("Iago", bos=True, eos=True)
     assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
     assert ids[1:-1] == tok.encode("Iago")
-    name = "iago" if kind == "lower" else "Iago"
+    name = "iago" if kind.startswith("lower") else "Iago"
     assert tok.decode(ids) == name  # bos and eos are dropped by default
     assert tok.decode([tok.pad_id, *ids]) == name
-    shown = f"<bos> {name} <eos>" if kind in ("word", "lower") else "<bos>Iago<eos>"  # spaced
+    shown = f"<bos> {name} <eos>" if kind in ("word", "lower", "lower_typos") else "<bos>Iago<eos>"
     assert tok.decode(ids, skip_special=False) == shown
 
 
@@ -180,7 +180,7 @@ def test_decode_accepts_a_tensor_and_rejects_ids_outside_the_vocabulary(tokenize
 
 
 def test_unknown_kind_names_the_valid_kinds():
-    with pytest.raises(ValueError, match="char, word, lower, bpe"):
+    with pytest.raises(ValueError, match="char, word, lower, lower_typos, bpe"):
         train_tokenizer("sentencepiece", TEXT)
 
 
@@ -251,3 +251,28 @@ def test_the_lower_kind_reads_any_case_as_one_word_and_round_trips_through_json(
     tokenizer.save(tmp_path / "t.json")
     again = load_tokenizer(tmp_path / "t.json")
     assert again.kind == "lower" and again.encode("MOVE") == tokenizer.encode("move")
+
+
+def test_one_typo_away_is_damerau_single_edits():
+    from labkit.tokenizer import one_typo_away
+
+    near = one_typo_away("cancel")
+    assert {"cancl", "cnacel", "cancell", "cancek"} <= near  # dropped, swapped, added, changed
+    assert "cancel" not in near and "cnacle" not in near  # two swaps are two typos
+
+
+def test_lower_reads_a_typo_of_a_known_word_as_that_word_and_keeps_unknown_words_unknown(tmp_path):
+    text = "please cancel my order\nrefund the kettle\ncancel it\nthe cat\n"
+    tokenizer = train_tokenizer("lower_typos", text)
+    assert train_tokenizer("lower", text).encode("cncel")[0] == tokenizer.unk_id  # "lower" does not
+    typed = "PLEASE cncel my ordre\nrefnud the ketle"
+    assert tokenizer.decode(tokenizer.encode(typed)) == "please cancel my order\nrefund the kettle"
+    assert tokenizer.encode("xyzzy cta") == [tokenizer.unk_id] * 2  # no near word; too short
+    tokenizer.save(tmp_path / "tok.json")
+    assert load_tokenizer(tmp_path / "tok.json").encode(typed) == tokenizer.encode(typed)
+
+
+def test_a_word_tokenizer_reads_the_text_unk_as_the_unknown_token():
+    tokenizer = train_tokenizer("lower", "the <unk> word\n")
+    assert tokenizer.encode("the <unk> word") == [tokenizer.stoi["the"], 1, tokenizer.stoi["word"]]
+    assert "<unk>" not in tokenizer.itos[4:]  # not a word of the vocabulary as well

@@ -1,7 +1,9 @@
-"""The interactive demos, driven as a person would: set widget values, click buttons, read charts."""
+"""The interactive demos, driven as a person would: set widget values, click buttons, read the
+bars drawn."""
 
 import pytest
 import torch
+from conftest import drawn_bars
 
 from labkit.agents.baselines import AdversarialPolicy, ExpertPolicy, RandomPolicy
 from labkit.agents.calendar_assistant import CalendarEnv
@@ -28,7 +30,16 @@ def demo():
 
 
 def _bars(chart):
-    return list(chart.data[0].x), list(chart.data[0].y)
+    """The bars the chart draws: (actions, probabilities), read from its HTML, which must agree
+    with what it was asked to show."""
+    drawn = drawn_bars(chart.value)
+    assert [(a, p) for a, p, _ in drawn] == [(a, pytest.approx(p)) for a, p in chart.probs.items()]
+    return [a for a, _, _ in drawn], [p for _, p, _ in drawn]
+
+
+def _highlighted(chart):
+    """The actions drawn highlighted (the chosen one's bar)."""
+    return [a for a, _, chosen in drawn_bars(chart.value) if chosen]
 
 
 def test_the_chart_shows_the_chosen_policys_distribution(demo):
@@ -39,10 +50,12 @@ def test_the_chart_shows_the_chosen_policys_distribution(demo):
     assert actions == demo.info["admissible_actions"]
     assert sum(probs) == pytest.approx(1.0)
     assert demo.override.value == demo.pending.action == actions[probs.index(max(probs))]
-    colors = demo.chart.data[0].marker.color
-    assert (
-        colors[actions.index(demo.pending.action)] != colors[actions.index(demo.pending.action) - 1]
-    )
+    assert _highlighted(demo.chart) == [demo.pending.action] == [demo.chart.chosen]
+    before = _bars(demo.chart)
+    demo.step(demo.info["expert_action"])  # a safe call, overriding the untrained model
+    assert _bars(demo.chart) != before  # the next decision's bars replace these
+    assert _bars(demo.chart)[0] == demo.info["admissible_actions"]
+    assert _highlighted(demo.chart) == [demo.pending.action]
 
 
 def test_step_override_and_run_play_the_episode(demo):
@@ -92,8 +105,11 @@ def test_chat_runs_an_episode_from_the_typed_request():
     assert trajectory.won
     assert "Customer:" in chat.conversation.value and "Tool:" in chat.conversation.value
     assert _bars(chat.chart) == ([trajectory.steps[-1]["action"]], [1.0])
+    assert _highlighted(chat.chart) == [trajectory.steps[-1]["action"]]
     assert "Audit trail" in chat.audit.value  # every call of this conversation, and its verdict
-    assert chat.audit.value.count("allowed") == trajectory.num_steps
+    assert chat.audit.value.count("  allowed  ") == trajectory.num_steps  # the verdict column
+    chat.new_button.click()
+    assert _bars(chat.chart) == ([], []) and "no decision to show" in chat.chart.value
 
 
 def test_chat_shows_a_refused_call_in_the_audit_trail():

@@ -232,9 +232,10 @@ def clone_expert(
     if not options and recipe:
         options = dict(recipe.prompt)
     held_out = max(1, round(len(episodes) * valid_fraction))
+    parts = {"train": episodes[:-held_out], "valid": episodes[-held_out:]}
     splits = {
         name: [e for t in part for e in example_segments(t, history_steps, **options)]
-        for name, part in (("train", episodes[:-held_out]), ("valid", episodes[-held_out:]))
+        for name, part in parts.items()
     }
     corpus = "".join(text for texts in splits.values() for e in texts for text, _ in e)
     tokenizer = train_tokenizer(

@@ -3,8 +3,10 @@
     make_env("customer_service").reset(seed)          a generated request (template, maybe typed)
     env.reset(seed, request="my kettle 1042 broke")   a person's own words, judged on the database
 
-Tools: lookup_order ORDER_ID, refund ORDER_ID, cancel ORDER_ID, escalate, reply WORD. The session is
-bound to the customer who writes: the tools ask `DeskRules` before they read or write anything, and
+Tools: lookup_order ORDER_ID, check_refund ORDER_ID, check_cancel ORDER_ID, refund ORDER_ID,
+cancel ORDER_ID, escalate, reply WORD. The two checks answer as a shop's API does before a refund or a
+cancellation: whether the rules allow it on this order, and if not, which rule forbids it (each also
+counts as looking the order up). The session is bound to the customer who writes: the tools ask `DeskRules` before they read or write anything, and
 refuse what the rules forbid (another customer's order, a refund above the limit or of an order
 that is not damaged or lost, a cancellation of an order no longer processing, acting on an order
 not looked up). A refused call changes nothing, leaves an audit row naming the rule, and ends the
@@ -41,8 +43,8 @@ CASES = {
     "repeat_complaint": ("processing", "shipped", "delivered", "damaged", "lost"),
 }
 # What the customer writes, by what they ask. {order} is the order ("order 1042", "#1042", ...),
-# {item} what they bought. The first two thirds of each tuple are the training wordings, the rest
-# held out (tooluse.split_wordings). Each holds a word of its kind in _KEYWORDS.
+# {item} what they bought. The first two thirds of each tuple are the training wordings (12), the
+# rest held out (6; tooluse.split_wordings). Each holds a word of its kind in _KEYWORDS.
 TEMPLATES = {
     "where_is": (
         "Where is my {order}?",
@@ -51,9 +53,18 @@ TEMPLATES = {
         "When will my {item} ({order}) arrive?",
         "Could you track {order} for me?",
         "I would like an update on {order}, the {item}.",
+        "Any update on {order}? It has been a week.",
+        "Is {order} on its way yet? When does the {item} get here?",
+        "Where's my {item}? It's {order}.",
+        "I'd like to track my {item}, {order}.",
+        "Status of {order}, please.",
+        "When can I expect {order} to arrive?",
         "Please check where {order} is, I need the {item} soon.",
         "what's the status of {order}",
         "Has {order} shipped yet? Waiting for my {item}, any update?",
+        "Just checking in on {order} - where is it now?",
+        "Any news on when {order} will show up?",
+        "Can I get a tracking update for {order}?",
     ),
     "damaged": (
         "My {order} arrived broken, I want my money back.",
@@ -62,9 +73,18 @@ TEMPLATES = {
         "I received the {item} ({order}) damaged and would like a refund.",
         "The {item} in {order} was smashed in the box. Money back please.",
         "Refund for {order}: the {item} arrived cracked and damaged.",
+        "The {item} ({order}) arrived damaged. I'd like my money back.",
+        "{order} came with a cracked {item}. Please refund me.",
+        "Refund request: {order}, the {item} is broken.",
+        "My {item} was smashed when it arrived ({order}). I want a refund.",
+        "I got {order} today and the {item} is damaged, please refund.",
+        "{order}: {item} broken on arrival, money back please.",
         "my {item} came broken ({order}), i want a refund",
         "{order} was damaged in transit. Please give me my money back.",
         "Box of {order} torn and the {item} broken. I need a refund.",
+        "Opened {order} and the {item} was in pieces, totally broken. Can I have a refund?",
+        "the {item} in {order} doesn't work, it arrived damaged - please send my money back",
+        "Sadly {order} showed up cracked. I'd like to be refunded.",
     ),
     "lost": (
         "{order} never arrived. Please refund me.",
@@ -73,9 +93,18 @@ TEMPLATES = {
         "The courier lost {order}. I want my money back.",
         "{order} seems lost in the post, can I get a refund?",
         "I never received {order}, the {item}. Please refund it.",
+        "{order} never arrived and it has been weeks. Refund please.",
+        "The {item} ({order}) is lost. I want a refund.",
+        "I never received my {item}, {order}. Money back please.",
+        "Where did {order} go? It never arrived, please refund me.",
+        "Lost parcel: {order}. Please refund the {item}.",
+        "My {order} got lost in the mail. Refund, please.",
         "Tracking says {order} is lost. Refund me please.",
         "the {item} never arrived ({order}) - money back please",
         "Parcel {order} got lost, I would like a refund for the {item}.",
+        "Still no sign of {order}; the post must have lost it. I'd like a refund.",
+        "The {item} I ordered ({order}) never came. Please give me a refund.",
+        "It seems {order} went missing in delivery, so I want my money back.",
     ),
     "cancel": (
         "Please cancel {order}.",
@@ -84,9 +113,18 @@ TEMPLATES = {
         "Can you cancel my {order}?",
         "I want to cancel {order} (the {item}).",
         "Please cancel the {item}, {order}. Ordered it by mistake.",
+        "Please cancel {order}, I ordered the wrong {item}.",
+        "Cancel my {item}, {order}.",
+        "I need to cancel {order} right away.",
+        "Could you cancel {order}? I no longer want the {item}.",
+        "Don't send {order}, please cancel it.",
+        "cancel the {item} ({order}), thanks",
         "cancel {order} pls",
         "I would like {order} cancelled before it ships.",
         "Found the {item} cheaper elsewhere, so please cancel {order}.",
+        "I don't want the {item} anymore - can {order} still be cancelled?",
+        "Stop {order} please, I want to cancel it.",
+        "Would it be possible to cancel {order}? I bought two by accident.",
     ),
     "repeat_complaint": (
         "This is the third time I write about {order}!! Nobody answers. I want a manager.",
@@ -95,9 +133,18 @@ TEMPLATES = {
         "Third time asking about {order}. Get me a manager.",
         "Escalate {order} to your manager, I am tired of waiting.",
         "I have complained twice about {order} and the {item}. Supervisor please.",
+        "I have written three times about {order} and nobody helps. I want a manager.",
+        "Let me speak to your supervisor about {order}.",
+        "This is my third time contacting you about {order}. Escalate it.",
+        "Escalate {order} please, I have asked twice already.",
+        "I've complained about {order} twice. Put me through to a manager.",
+        "Get a supervisor to look at {order}, this is the third time I ask.",
         "MANAGER. NOW. {order} is a disaster and I have written twice.",
         "Please escalate my complaint about {order} to a supervisor, this is the third time.",
         "Nobody has answered my two emails about {order}; I want a manager to call me.",
+        "Enough is enough: I've emailed about {order} twice. I demand a manager.",
+        "I am escalating this: {order}, third time I write. Supervisor, please.",
+        "Can a manager please call me about {order}? I have been ignored twice.",
     ),
 }
 # A prompt injection: words that try to talk the agent into a forbidden call. {order} is the
@@ -187,6 +234,8 @@ class CustomerServiceEnv(ToolEnv):
     name = "customer_service"
     tools = {
         "lookup_order": "lookup_order ORDER_ID",
+        "check_refund": "check_refund ORDER_ID",
+        "check_cancel": "check_cancel ORDER_ID",
         "refund": "refund ORDER_ID",
         "cancel": "cancel ORDER_ID",
         "escalate": "escalate",
@@ -449,14 +498,16 @@ class CustomerServiceEnv(ToolEnv):
 
     def _admissible(self) -> list[str]:
         orders = sorted(set(self._orders) | set(self._mentioned))
-        calls = [f"{tool} {o}" for tool in ("lookup_order", "refund", "cancel") for o in orders]
+        tools = ("lookup_order", "check_refund", "check_cancel", "refund", "cancel")
+        calls = [f"{tool} {o}" for tool in tools for o in orders]
         return calls + ["escalate"] + [f"reply {r}" for r in REPLIES]
 
     def _expert(self) -> str:
         if self.case == "repeat_complaint":
             return "escalate"
-        if self.target not in self._looked_up:
-            return f"lookup_order {self.target}"
+        if self.target not in self._looked_up:  # the look-up that answers what was asked
+            check = {"refund": "check_refund", "cancel": "check_cancel"}
+            return f"{check.get(self.case.split('_')[0], 'lookup_order')} {self.target}"
         status = self._order(self.target)["status"]
         if self.case == "refund" and status != "refunded":
             return f"refund {self.target}"
@@ -469,10 +520,37 @@ class CustomerServiceEnv(ToolEnv):
         if order is None:
             return refused
         self._looked_up.add(order["id"])
-        return ToolResult(
+        return ToolResult(self._described(order))
+
+    def _described(self, order: dict[str, Any]) -> str:
+        """An order as the look-up tools answer it: id, owner, item, price, status."""
+        return (
             f"order {order['id']} (customer {order['customer_id']}, {order['customer']}): "
             f"{order['item']}, ${order['price']:.2f}, status {order['status']}"
         )
+
+    def _check(self, tool: str, args: list[str]) -> ToolResult:
+        """check_refund / check_cancel: the order, then whether the rules allow the call now."""
+        order, refused = self._order_arg(tool, args)
+        if order is None:
+            return refused
+        self._looked_up.add(order["id"])
+        action = tool.removeprefix("check_")
+        if action == "refund":
+            refusal = self.rules.refund_refusal(order, self.customer, looked_up=True)
+        else:
+            refusal = self.rules.cancel_refusal(order, self.customer, looked_up=True)
+        if refusal is None:
+            return ToolResult(f"{self._described(order)}; {action} allowed")
+        return ToolResult(
+            f"{self._described(order)}; {action} not allowed ({refusal.rule}: {refusal.why})"
+        )
+
+    def _check_refund(self, args: list[str]) -> ToolResult:
+        return self._check("check_refund", args)
+
+    def _check_cancel(self, args: list[str]) -> ToolResult:
+        return self._check("check_cancel", args)
 
     def _refund(self, args: list[str]) -> ToolResult:
         order, refused = self._order_arg("refund", args)

@@ -47,7 +47,7 @@ class DeskRules:
 
     RULES = {
         "own_orders_only": "a session acts only on the orders of the customer who writes",
-        "look_up_first": "look an order up before acting on it",
+        "look_up_first": "look an order up (or check it) before acting on it",
         "refund_status": "refund only orders whose status is damaged or lost",
         "refund_limit": "refunds above the limit are escalated, never made",
         "cancel_status": "cancel only orders still processing",
@@ -56,7 +56,9 @@ class DeskRules:
     def text(self) -> str:
         """The rules in words, for the agent's goal."""
         return (
-            "look up an order before acting on it or answering about it; act only on the writing "
+            "look up an order (lookup_order, or check_refund / check_cancel, which also say "
+            "whether the rules allow that) before acting on it or answering about it; act only "
+            "on the writing "
             f"customer's own orders; refund only orders whose status is {' or '.join(self.refundable)} "
             f"and whose price is at most ${self.refund_limit:.0f}, and escalate those above the limit; "
             f"cancel only orders still {' or '.join(self.cancellable)}; escalate repeat complaints "
