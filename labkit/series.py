@@ -61,7 +61,7 @@ DEMO_PARAMETERS: dict[str, dict[str, object]] = {
     # notebook asserts that each agent beats the random policy on unseen episodes. Coin Collector
     # learns its rooms between steps 750 and 1,250 (README, TextWorld); the desk's validation loss
     # is 0.043 at step 1,000 (0.041 at its best; at 750 steps, 0.079, it won 8 of 12), the
-    # calendar's best comes within 500 steps. Measured: 05 took 444 s with the desk at 750 steps.
+    # calendar's best comes within 500 steps. Measured: 05 took 498 s (444 s with the desk at 750).
     "05_agents": {
         "tasks": ["coin_collector", "customer_service", "calendar"],
         "train_episodes": 0,
