@@ -109,7 +109,10 @@ def test_help_lists_every_key_with_its_comment(command, capsys):
         ),
         (["train", "--batch_size", "0"], "batch_size must be positive, got 0; set --batch_size"),
         (["train", "--hidden_dim", "-3"], "hidden_dim must be positive, got -3"),
-        (["train", "--tokenizer", "morse"], "set --tokenizer to one of char, word, lower, lower_typos, bpe"),
+        (
+            ["train", "--tokenizer", "morse"],
+            "set --tokenizer to one of char, word, lower, lower_typos, bpe",
+        ),
         (["train", "--max_steps", "ten"], "--max_steps expects int, got 'ten'"),
         (["sample", "--tempreature", "2"], "unknown key(s) tempreature; valid keys: run, prompt"),
         (["sample", "--prompt", "x"], "--run is required"),
