@@ -21,7 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.series import NOTEBOOK_DIR, _literal, declared_parameters, list_notebooks
+from labkit.series import (
+    NOTEBOOK_DIR,
+    add_parameter_option,
+    declared_parameters,
+    list_notebooks,
+    literal_value,
+)
 
 HOST = "127.0.0.1"  # never another interface: the demos run code on this machine
 DEFAULT_NOTEBOOK = "06"
@@ -46,7 +52,7 @@ def find_notebook(name: str) -> Path:
 def query_parameters(arguments: dict[str, list[bytes]], declared: set[str]) -> dict[str, Any]:
     """The page address's `?key=value` pairs that the notebook declares, as literals."""
     return {
-        key: _literal(values[-1].decode("utf-8"))
+        key: literal_value(values[-1].decode("utf-8"))
         for key, values in arguments.items()
         if key in declared and values
     }
@@ -128,13 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a notebook file or the number of one in notebooks/ (default 06, the demos)",
     )
     parser.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
-    parser.add_argument(
-        "-p",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("KEY", "VALUE"),
-        help="a value for the notebook's parameters cell (papermill -p), e.g. -p seed 3",
+    add_parameter_option(
+        parser, "a value for the notebook's parameters cell (papermill -p), e.g. -p seed 3"
     )
     args = parser.parse_args(argv)
     try:
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labkit present: {e}", file=sys.stderr)
         return 2
     declared = declared_parameters(path)
-    given = {key: _literal(value) for key, value in args.p}
+    given = {key: literal_value(value) for key, value in args.p}
     unknown = sorted(set(given) - declared)
     if unknown:
         print(

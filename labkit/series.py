@@ -109,12 +109,19 @@ def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -
     return books
 
 
-def _literal(text: str) -> object:
+def literal_value(text: str) -> object:
     """`-p key value` values: JSON literals where they parse (numbers, true/false), else strings."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def add_parameter_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """The `-p KEY VALUE` option (papermill's), repeatable; read the values with literal_value."""
+    parser.add_argument(
+        "-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help=help
+    )
 
 
 def declared_parameters(path: Path) -> set[str]:
@@ -233,13 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run each notebook at its own quick parameters, not at the demo size (DEMO_PARAMETERS)",
     )
-    parser.add_argument(
-        "-p",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("KEY", "VALUE"),
-        help="parameter for every notebook that declares KEY (papermill -p); overrides the demo size",
+    add_parameter_option(
+        parser,
+        "parameter for every notebook that declares KEY (papermill -p); overrides the demo size",
     )
     parser.add_argument("--no-html", action="store_true", help="skip the HTML exports")
     args = parser.parse_args(argv)
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"python -m labkit.series: {e}", file=sys.stderr)
         return 2
-    parameters = {k: _literal(v) for k, v in args.p}
+    parameters = {k: literal_value(v) for k, v in args.p}
     declared = set().union(*(declared_parameters(path) for path in books))
     unknown = sorted(set(parameters) - declared)
     if unknown:  # a typo would otherwise be dropped in silence
