@@ -353,11 +353,38 @@ def show_notebook(page, name: str) -> None:
 
 
 def start_run_all(page) -> None:
-    """Run all cells of the notebook in view once its kernel is ready; return once they queue."""
-    page.wait_for_function(KERNEL_READY, timeout=180_000, polling=200)  # kernels start slowly
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    page.wait_for_function(f"() => {PROMPTS}.some(t => t.includes('*'))", polling=100)  # queued
+    """Run all cells of the notebook in view; return once they queue (their prompts say [*]).
+
+    JupyterLab names the kernel in the toolbar before the kernel has connected, and Run All given
+    then queues nothing (or asks which kernel to use): on a loaded machine that window is long.
+    So: wait for the kernel, answer a kernel dialog with its default, give Run All, and give it
+    again until the cells queue.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    queued = f"() => {PROMPTS}.some(t => t.includes('*'))"
+    for _ in range(8):
+        page.wait_for_function(KERNEL_READY, timeout=180_000, polling=200)  # kernels start slowly
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count():  # "Select Kernel": take the default it offers
+            dialog.locator(".jp-mod-accept").first.click()
+            dialog.wait_for(state="detached")
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(queued, timeout=15_000, polling=100)
+            return
+        except PlaywrightTimeout:
+            continue  # nothing queued: the kernel was not there yet
+    state = page.evaluate(f"""() => {{
+        const panel = document.querySelector('{IN_VIEW}');
+        const name = panel && panel.querySelector('[data-jp-item-name=kernelName]');
+        const state = panel && panel.querySelector('.jp-Notebook-ExecutionIndicator');
+        const dialog = document.querySelector('.jp-Dialog');
+        return {{kernel: name && name.textContent, status: state && state.dataset.status,
+                 dialog: dialog && dialog.textContent, prompts: {PROMPTS}}};
+    }}""")
+    raise AssertionError(f"Run All queued no cell in 8 tries: {state}")
 
 
 def ran_all(page) -> None:
