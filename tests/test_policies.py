@@ -259,6 +259,45 @@ def test_values_are_read_by_reference_the_same_in_prompt_and_actions():
     assert written == {"time_a": "10:30", "time_b": "11:00", "day_a": "Friday", "day_b": "Monday"}
 
 
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("Book half an hour with Ana", "Book 30 minutes with Ana"),
+        ("a free half-hour slot", "a free 30-minute slot"),
+        ("a half hour call", "30 minutes call"),
+        ("a one-hour meeting", "a 60-minute meeting"),
+        ("I need an hour", "I need 60 minutes"),
+        ("thirty minutes, or 1 hour", "30 minutes, or 60 minutes"),
+        ("2 hours; 45 mins; (30 min)", "120 minutes; 45 minutes; (30 minutes)"),
+        ("a 30-minute slot, 60 minutes free", "a 30-minute slot, 60 minutes free"),
+        ("Hour by hour, on the hour", "Hour by hour, on the hour"),  # no length: unchanged
+    ],
+)
+def test_lengths_of_time_are_read_as_minutes_however_spelt(written, read):
+    from labkit.agents.policies import in_minutes
+
+    assert in_minutes(written) == read
+
+
+def test_read_minutes_writes_the_whole_prompt_in_minutes_and_the_calendar_reads_it_by_reference():
+    from labkit.agents.policies import by_reference
+    from labkit.agents.recipes import CALENDAR_VALUES
+
+    history = [{"observation": "Good morning, book half an hour with Ana on Friday afternoon.",
+                "action": "free_slots friday 30 afternoon"}]  # fmt: skip
+    answer = "friday afternoon, free for 30 minutes at: 13:00"
+    plain = format_prompt("", history, answer, 0, show_request="bottom")
+    assert "half an hour" in plain
+    prompt = format_prompt("", history, answer, 0, show_request="bottom", read_minutes=True)
+    assert prompt == plain.replace("half an hour", "30 minutes")
+    read, candidates, _ = by_reference(prompt, ["schedule friday 13:00 30 ana"], CALENDAR_VALUES)
+    # the length is one placeholder in the request, the answer and the call: chosen, not spelt;
+    # "Good morning" greets, so the afternoon is the request's only half of the day (window_a)
+    assert "book length_a minutes with person_a on day_a window_a" in read
+    assert "Good morning" in read and "window_b" not in read
+    assert candidates == ["schedule day_a time_a length_a person_a"]
+
+
 def test_a_policy_reading_values_by_reference_chooses_among_the_original_actions():
     class PrefersA:
         def score(self, prompt, continuations):

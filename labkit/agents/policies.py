@@ -37,6 +37,39 @@ PLACES = (
 MIN_ADMISSIBLE_MASS = 1e-3  # below this total P(admissible actions), a decision carries a note
 
 
+# Lengths of time as people write them, read as minutes (format_prompt's read_minutes): a half
+# hour in any spelling is 30, an hour 60, "2 hours" 120, "45 mins" 45.
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "fifteen": 15, "twenty": 20,
+                 "thirty": 30, "forty-five": 45, "forty five": 45, "sixty": 60, "ninety": 90}  # fmt: skip
+_NUMBER = r"\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
+_DURATION = re.compile(
+    r"\b(?:(?P<half>(?:a\s+|one\s+)?half(?P<h1>[- ]|\s+an?\s+)hour)"
+    r"|(?P<hours>an|a|one|" + _NUMBER + r")(?P<h2>[- ]|\s+)(?:full[- ])?hours?"
+    r"|(?P<minutes>" + _NUMBER + r")(?P<m>[- ]|\s*)(?:minutes?|mins?))\b",
+    re.IGNORECASE,
+)
+
+
+def in_minutes(text: str) -> str:
+    """`text` with each length of time written in minutes, in figures: "half an hour" and
+    "thirty minutes" become "30 minutes", "a one-hour call" "a 60-minute call", "2 hours" "120
+    minutes", "45 mins" "45 minutes". A hyphen (an adjective: "a half-hour slot") is kept."""
+
+    def minutes(match: re.Match) -> str:
+        if match["half"]:
+            count, joint = 30, match["h1"]
+        elif match["hours"]:
+            word = match["hours"].lower()
+            count = 60 * (1 if word in ("a", "an") else _NUMBER_WORDS.get(word) or int(word))
+            joint = match["h2"]
+        else:
+            word = match["minutes"].lower()
+            count, joint = _NUMBER_WORDS.get(word) or int(word), match["m"]
+        return f"{count}-minute" if joint == "-" else f"{count} minutes"
+
+    return _DURATION.sub(minutes, text)
+
+
 def _squeeze(text: str) -> str:
     """Trim each line and collapse runs of blank lines: game text is padded with layout whitespace."""
     lines = [line.strip() for line in text.strip().splitlines()]
@@ -52,6 +85,7 @@ def format_prompt(
     show_goal: bool | str = True,
     last_action: bool | str = False,
     show_request: str = "",
+    read_minutes: bool = False,
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
@@ -93,6 +127,9 @@ def format_prompt(
             the current observation, "" not at all. With history_steps=0 and last_action, every
             decision reads the request, the tool's last answer and the call that asked for it,
             and nothing else; "bottom" puts the request nearer the decision, "top" the answer.
+        read_minutes: write every length of time in minutes (`in_minutes`: "half an hour" ->
+            "30 minutes"), so that a calendar's lengths are figures the model reads by reference,
+            however the person spelt them.
     Returns:
         The prompt.
     Raises:
@@ -129,7 +166,8 @@ def format_prompt(
         parts.append(f"Last action: {history[-1]['action'] if history else 'none'}")
     if show_goal == "bottom":
         parts.append(f"Goal: {_squeeze(goal)}")
-    return "\n".join(parts) + "\n" + ACTION_MARK
+    prompt = "\n".join(parts) + "\n" + ACTION_MARK
+    return in_minutes(prompt) if read_minutes else prompt
 
 
 def format_example(
@@ -296,10 +334,11 @@ class LMPolicy:
         show_goal: bool | str = True,
         last_action: bool | str = False,
         show_request: str = "",
+        read_minutes: bool = False,
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request: the prompt's layout (see
+            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's layout (see
                 `format_prompt`); values: a regex of the values read by reference (see
                 `by_reference`; "" reads every value as text); a
                 cloned agent must act with the layout it was trained on (`load_agent` does).
@@ -318,6 +357,7 @@ class LMPolicy:
             "show_goal": show_goal,
             "last_action": last_action,
             "show_request": show_request,
+            "read_minutes": read_minutes,
         }
         self.values = values
         self.greedy = greedy
@@ -447,10 +487,11 @@ class GenerativePolicy:
         show_goal: bool | str = True,
         last_action: bool | str = False,
         show_request: str = "",
+        read_minutes: bool = False,
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request: the prompt's layout (see
+            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's layout (see
                 `format_prompt`); values: a regex of the values read by reference (see
                 `by_reference`): what the model writes has its placeholders put back.
         Raises:
@@ -467,6 +508,7 @@ class GenerativePolicy:
             "show_goal": show_goal,
             "last_action": last_action,
             "show_request": show_request,
+            "read_minutes": read_minutes,
         }
         self.values = values
         self.max_new_tokens = max_new_tokens

@@ -85,7 +85,7 @@ CALENDAR_VALUES = (
     + r")|(?P<person>"
     + "|".join(PEOPLE)
     + r")"
-    + r"|(?P<window>"
+    + r"|(?<!good )(?P<window>"  # "Good morning," greets: it is no half of the day
     + "|".join(WINDOWS)
     + r")|(?P<length>30|60))\b"
 )
@@ -177,7 +177,12 @@ RECIPES: dict[str, Recipe] = {
         train_per_level=2000,
         train_seed_start=10_000,
         history_steps=0,
-        prompt={**TOOL_USE_LAYOUT, "show_request": "bottom", "values": CALENDAR_VALUES},
+        prompt={
+            **TOOL_USE_LAYOUT,
+            "show_request": "bottom",
+            "read_minutes": True,  # "half an hour" is 30 minutes: a length read by reference
+            "values": CALENDAR_VALUES,
+        },
         train={**TOOL_USE_TRAINING, "max_steps": 1500},
     ),
 }
