@@ -6,7 +6,8 @@
 - JupyterLab: notebook 06 runs all its cells and its widgets render (not `VBox(children=...)`);
   notebook 03's live loss figure shows points after the run.
 - The series' HTML pages, opened from disk with the network blocked: formulas typeset, every
-  figure drawn, no console error.
+  figure drawn, no console error (`labkit.pages`, which checks any folder of pages the same way:
+  `python -m labkit.pages runs/series`).
 
 The slow work starts at once, so that it overlaps (`jobs`, `pages`): the series runner executes
 and exports notebooks 01 and 03, Voila runs notebook 06, and JupyterLab runs 06 and 03, all while
@@ -634,29 +635,34 @@ def test_series_pages_are_small_and_share_plotly_js(series_pages):
 def test_series_page_opens_offline_with_formulas_typeset_and_figures_drawn(
     browser, series_pages, name
 ):
-    errors: list[str] = []
-    page = new_page(browser, errors)
-    with contextlib.closing(page.context), shot_on_failure(page, f"series-{name}"):
-        page.goto((series_pages / f"{name}.html").as_uri())
-        figures = page.locator(".plotly-graph-div")
-        count = figures.count()
-        assert count >= 1, name
-        for i in range(count):  # each figure drawn: plotly put its SVG in
-            figures.nth(i).locator(".main-svg").first.wait_for(timeout=10_000)
-        raw = page.evaluate(
-            "() => (document.body.innerText.match(/\\$[^$\\n]{1,80}\\$/g) || []).length"
-        )
-        assert raw == 0, f"{name}: formulas left as raw LaTeX"
-        if name.startswith("01"):
-            typeset = page.evaluate(
-                """() => [...document.querySelectorAll('math')]
-                         .filter(m => m.getBoundingClientRect().height > 5).length"""
-            )
-            assert typeset >= 10, typeset
-            page.locator("math[display=block]").first.scroll_into_view_if_needed()
-        if name.startswith("03"):  # the live figure, drawn from its static copy
-            live = figures.filter(has_text="loss while training").first
-            assert live.locator(".scatterlayer .point").count() >= 2 * 4
-            live.scroll_into_view_if_needed()
-        shoot(page, f"series-{name}")
-        assert errors == [], name
+    from labkit.pages import check_page  # `python -m labkit.pages`: the same check, any page
+
+    check = check_page(browser, series_pages / f"{name}.html", shots=SHOTS / "series")
+    assert check.ok and check.figures >= 1, str(check)
+    if name.startswith("01"):
+        assert check.formulas >= 10, str(check)
+    if name.startswith("03"):  # the live figure, drawn from its static copy: 4 points a curve
+        page = new_page(browser, [])
+        with contextlib.closing(page.context), shot_on_failure(page, f"series-{name}"):
+            page.goto((series_pages / f"{name}.html").as_uri())
+            live = page.locator(".plotly-graph-div").filter(has_text="loss while training").first
+            live.locator(".scatterlayer .point").nth(2 * 4 - 1).wait_for(state="attached")
+
+
+def test_the_page_check_fails_raw_latex_an_empty_figure_and_a_cdn_script(tmp_path, monkeypatch):
+    """The check that passes the series' pages fails a page that is broken in each way."""
+    _need_browser()
+    import labkit.pages
+
+    monkeypatch.setattr(labkit.pages, "DRAW_TIMEOUT_MS", 500)
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        "<p>Formula: $P(w_t \\mid w_{t-1})$</p><div class='plotly-graph-div'><svg class='main-svg'>"
+        "</svg></div><script src='https://cdn.example.org/mathjax.js'></script>"
+    )
+    prices = tmp_path / "prices.html"
+    prices.write_text("<p>refund $435.31 is above the $200 limit</p>")  # prices, not formulas
+    broken_check, prices_check = labkit.pages.check_pages([broken, prices])
+    assert broken_check.raw_latex == 1 and (broken_check.figures, broken_check.drawn) == (1, 0)
+    assert any("cdn.example.org" in e for e in broken_check.errors) and not broken_check.ok
+    assert prices_check.ok, str(prices_check)

@@ -7,14 +7,7 @@ import sqlite3
 import pytest
 
 from labkit.agents.baselines import AdversarialPolicy, ExpertPolicy, RandomPolicy
-from labkit.agents.customer_service import (
-    ASIDES,
-    ASKS,
-    ITEMS,
-    KEYWORDS,
-    TEMPLATES,
-    CustomerServiceEnv,
-)
+from labkit.agents.customer_service import KEYWORDS, TEMPLATES, CustomerServiceEnv
 from labkit.agents.guardrails import MAX_REQUEST_CHARS, DeskRules, audit_trail, main
 from labkit.agents.harness import run_episode
 from labkit.agents.tooluse import split_wordings
@@ -252,24 +245,14 @@ def test_a_typed_request_is_judged_by_the_order_it_names():
         env.reset(seed, request=f"where is order {target}?")  # damaged or lost: ask for a refund
 
 
-def test_every_template_and_ask_reads_as_its_own_kind_and_no_aside_asks_anything():
+def test_every_template_reads_as_its_own_kind():
     kinds = {"where_is": "where_is", "damaged": "refund", "lost": "refund", "cancel": "cancel"}
     kinds["repeat_complaint"] = "repeat_complaint"
-    for kind in TEMPLATES:
-        for template in TEMPLATES[kind] + ASKS[kind]:
+    for kind, templates in TEMPLATES.items():
+        for template in templates:
             text = template.format(order="order 1042", item="kettle").lower()
             read = next(k for k, words in KEYWORDS.items() if any(w in text for w in words))
             assert read == kinds[kind], template
-    for aside in ASIDES:
-        text = aside.format(item="kettle").lower()
-        assert not any(w in text for words in KEYWORDS.values() for w in words), aside
-
-
-def _wording(template: str) -> re.Pattern:
-    """A template as a regex over requests typed plainly ("order 1042", one of the ITEMS)."""
-    items = "|".join(ITEMS)
-    text = re.escape(template).replace(r"\{order\}", r"order \d+")
-    return re.compile(text.replace(r"\{item\}", f"(?:{items})"), re.I)
 
 
 def test_held_out_wordings_never_appear_in_training_requests():
@@ -278,22 +261,16 @@ def test_held_out_wordings_never_appear_in_training_requests():
         assert held_out and len(train) > len(held_out) and not set(train) & set(held_out)
     train_env = CustomerServiceEnv(wordings="train", typed=0.0)
     held_env = CustomerServiceEnv(wordings="heldout", typed=0.0)
-    templates = [_wording(t) for ts in TEMPLATES.values() for t in split_wordings(ts, "train")]
-    asks = [_wording(ask) for kind_asks in ASKS.values() for ask in kind_asks]
-    asides = "|".join(_wording(aside).pattern for aside in ASIDES)
-    ask = "|".join(p.pattern for p in asks)
-    composed_form = re.compile(f"(?:(?:{asides}) )*(?:{ask})(?: (?:{asides}))*", re.I)
-    composed = 0
-    for seed in range(200):
+    train_patterns = [
+        re.compile(re.escape(t).replace(r"\{order\}", ".+").replace(r"\{item\}", ".+"), re.I)
+        for templates in TEMPLATES.values()
+        for t in split_wordings(templates, "train")
+    ]
+    for seed in range(100):
         train_env.reset(seed)
         held_env.reset(seed)
-        request = train_env.request
-        if not any(p.fullmatch(request) for p in templates):  # else put together from parts
-            assert composed_form.fullmatch(request), request
-            composed += 1
-        held = held_env.request
-        assert not any(p.fullmatch(held) for p in templates) and not composed_form.fullmatch(held)
-    assert 60 < composed < 140  # COMPOSED = 0.5 of the training requests
+        assert any(p.fullmatch(train_env.request) for p in train_patterns)
+        assert not any(p.fullmatch(held_env.request) for p in train_patterns), held_env.request
 
 
 def test_typed_requests_vary_case_and_name_orders_without_the_word_order():

@@ -266,6 +266,7 @@ def test_values_are_read_by_reference_the_same_in_prompt_and_actions():
         ("a free half-hour slot", "a free 30-minute slot"),
         ("a half hour call", "30 minutes call"),
         ("a one-hour meeting", "a 60-minute meeting"),
+        ("my first hour-long gap", "my first 60-minute gap"),
         ("I need an hour", "I need 60 minutes"),
         ("thirty minutes, or 1 hour", "30 minutes, or 60 minutes"),
         ("2 hours; 45 mins; (30 min)", "120 minutes; 45 minutes; (30 minutes)"),

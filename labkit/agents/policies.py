@@ -44,6 +44,7 @@ _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "fifteen": 15, "twen
 _NUMBER = r"\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
 _DURATION = re.compile(
     r"\b(?:(?P<half>(?:a\s+|one\s+)?half(?P<h1>[- ]|\s+an?\s+)hour)"
+    r"|(?P<long>(?:an?\s+)?hour[- ]long)"
     r"|(?P<hours>an|a|one|" + _NUMBER + r")(?P<h2>[- ]|\s+)(?:full[- ])?hours?"
     r"|(?P<minutes>" + _NUMBER + r")(?P<m>[- ]|\s*)(?:minutes?|mins?))\b",
     re.IGNORECASE,
@@ -53,11 +54,14 @@ _DURATION = re.compile(
 def in_minutes(text: str) -> str:
     """`text` with each length of time written in minutes, in figures: "half an hour" and
     "thirty minutes" become "30 minutes", "a one-hour call" "a 60-minute call", "2 hours" "120
-    minutes", "45 mins" "45 minutes". A hyphen (an adjective: "a half-hour slot") is kept."""
+    minutes", "45 mins" "45 minutes", "an hour-long call" "60-minute call". A hyphen (an adjective:
+    "a half-hour slot") is kept."""
 
     def minutes(match: re.Match) -> str:
         if match["half"]:
             count, joint = 30, match["h1"]
+        elif match["long"]:
+            count, joint = 60, "-"
         elif match["hours"]:
             word = match["hours"].lower()
             count = 60 * (1 if word in ("a", "an") else _NUMBER_WORDS.get(word) or int(word))
@@ -338,10 +342,11 @@ class LMPolicy:
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's layout (see
-                `format_prompt`); values: a regex of the values read by reference (see
-                `by_reference`; "" reads every value as text); a
-                cloned agent must act with the layout it was trained on (`load_agent` does).
+            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's
+                layout (see `format_prompt`); a cloned agent must act with the layout it was
+                trained on (`load_agent` does).
+            values: a regex of the values read by reference (see `by_reference`; "" reads every
+                value as text).
         Raises:
             ValueError: temperature <= 0 or history_steps < 0.
         """
@@ -491,9 +496,10 @@ class GenerativePolicy:
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's layout (see
-                `format_prompt`); values: a regex of the values read by reference (see
-                `by_reference`): what the model writes has its placeholders put back.
+            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's
+                layout (see `format_prompt`).
+            values: a regex of the values read by reference (see `by_reference`): what the
+                model writes has its placeholders put back.
         Raises:
             ValueError: temperature <= 0, history_steps < 0 or max_new_tokens < 1.
         """
