@@ -22,7 +22,7 @@ from pathlib import Path
 
 LOCAL = ("file://", "data:", "blob:", "about:")  # what an exported page may load
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-DRAW_TIMEOUT_MS = 10_000  # per figure: plotly draws in well under a second
+DRAW_SECONDS = 10.0  # how long a figure may take to draw: plotly needs well under a second
 # $...$ left as text; a dollar sign before a figure is a price ("$435.31 ... $200 limit")
 RAW_LATEX = r"/\$\$[^$]{1,200}\$\$|\$[^$\n\d][^$\n]{0,79}\$/g"
 # A figure is drawn when plotly put marks in it: points, lines, bars or a heatmap's image (its SVG
@@ -75,8 +75,12 @@ def find_chromium() -> str:
     return chromium
 
 
-def check_page(browser, path: Path, shots: Path | None = None) -> PageCheck:
+def check_page(
+    browser, path: Path, shots: Path | None = None, draw_seconds: float = DRAW_SECONDS
+) -> PageCheck:
     """Open `path` in a new offline context of `browser` (a Playwright Browser) and check it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     check = PageCheck(path.name)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.route(lambda url: not url.startswith(LOCAL), lambda route: route.abort())
@@ -91,10 +95,10 @@ def check_page(browser, path: Path, shots: Path | None = None) -> PageCheck:
         for i in range(check.figures):
             try:
                 figures.nth(i).locator(MARKS).first.wait_for(
-                    state="attached", timeout=DRAW_TIMEOUT_MS
+                    state="attached", timeout=draw_seconds * 1000
                 )
                 check.drawn += 1
-            except Exception:  # Playwright's TimeoutError: this figure was not drawn
+            except PlaywrightTimeout:  # this figure was not drawn
                 check.errors.append(f"figure {i + 1} of {check.figures} not drawn")
         check.formulas = page.evaluate(TYPESET)
         check.raw_latex = page.evaluate(f"() => (document.body.innerText.match({RAW_LATEX}) || []).length")  # fmt: skip
@@ -106,7 +110,9 @@ def check_page(browser, path: Path, shots: Path | None = None) -> PageCheck:
     return check
 
 
-def check_pages(paths: list[Path], shots: Path | None = None) -> list[PageCheck]:
+def check_pages(
+    paths: list[Path], shots: Path | None = None, draw_seconds: float = DRAW_SECONDS
+) -> list[PageCheck]:
     """Check each page in one headless Chromium; see the module."""
     from playwright.sync_api import sync_playwright
 
@@ -114,7 +120,7 @@ def check_pages(paths: list[Path], shots: Path | None = None) -> list[PageCheck]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            return [check_page(browser, path, shots) for path in paths]
+            return [check_page(browser, path, shots, draw_seconds) for path in paths]
         finally:
             browser.close()
 
@@ -125,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", type=Path, help="HTML pages, or folders of them")
     parser.add_argument("--shots", type=Path, help="write a screenshot of each page here")
+    parser.add_argument(
+        "--wait", type=float, default=DRAW_SECONDS, help="seconds a figure may take to draw"
+    )
     args = parser.parse_args(argv)
     pages = []
     for path in args.paths:
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: no HTML page there; give an exported page or its folder")
         pages += found
     try:
-        checks = check_pages(pages, args.shots)
+        checks = check_pages(pages, args.shots, args.wait)
     except RuntimeError as e:
         parser.error(str(e))
     for check in checks:

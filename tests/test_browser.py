@@ -649,12 +649,9 @@ def test_series_page_opens_offline_with_formulas_typeset_and_figures_drawn(
             live.locator(".scatterlayer .point").nth(2 * 4 - 1).wait_for(state="attached")
 
 
-def test_the_page_check_fails_raw_latex_an_empty_figure_and_a_cdn_script(tmp_path, monkeypatch):
-    """The check that passes the series' pages fails a page that is broken in each way."""
+def test_the_page_check_fails_raw_latex_an_empty_figure_and_a_cdn_script(tmp_path):
+    """`python -m labkit.pages`, which passes the series' pages, fails a page broken each way."""
     _need_browser()
-    import labkit.pages
-
-    monkeypatch.setattr(labkit.pages, "DRAW_TIMEOUT_MS", 500)
     broken = tmp_path / "broken.html"
     broken.write_text(
         "<p>Formula: $P(w_t \\mid w_{t-1})$</p><div class='plotly-graph-div'><svg class='main-svg'>"
@@ -662,7 +659,11 @@ def test_the_page_check_fails_raw_latex_an_empty_figure_and_a_cdn_script(tmp_pat
     )
     prices = tmp_path / "prices.html"
     prices.write_text("<p>refund $435.31 is above the $200 limit</p>")  # prices, not formulas
-    broken_check, prices_check = labkit.pages.check_pages([broken, prices])
-    assert broken_check.raw_latex == 1 and (broken_check.figures, broken_check.drawn) == (1, 0)
-    assert any("cdn.example.org" in e for e in broken_check.errors) and not broken_check.ok
-    assert prices_check.ok, str(prices_check)
+    command = [sys.executable, "-m", "labkit.pages", str(broken), str(prices), "--wait", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert lines[0] == "FAIL broken.html: 0 formulas typeset, 1 raw, 0/1 figures drawn", lines
+    assert "request failed: https://cdn.example.org/mathjax.js" in done.stdout
+    assert "ok   prices.html: 0 formulas typeset, 0 raw, 0/0 figures drawn" in lines
+    assert lines[-1] == "1/2 pages ok"

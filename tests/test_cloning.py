@@ -124,7 +124,11 @@ def test_a_layout_with_the_last_action_gives_one_text_per_decision(tmp_path):
     )  # fmt: skip
     policy, _ = clone_expert(expert_episodes(Corridor(), range(4)), config, 1, **options)
     again = load_agent(config.run_path)
-    assert policy.prompt_options == again.prompt_options == {**options, "show_request": ""}
+    assert (
+        policy.prompt_options
+        == again.prompt_options
+        == {**options, "show_request": "", "read_minutes": False}
+    )
     obs, info = Corridor().reset(1)
     again.act(obs, info, [])
     assert again.last_prompt == "A corridor.\nLast action: none\n> "
