@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOCAL = ("file://", "data:", "blob:", "about:")  # what an exported page may load
+# root in CI: no sandbox; no GPU (software GL costs CPU and nothing here needs WebGL)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 DRAW_SECONDS = 10.0  # how long a figure may take to draw: plotly needs well under a second
 # $...$ left as text; a dollar sign before a figure is a price ("$435.31 ... $200 limit")

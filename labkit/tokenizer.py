@@ -181,17 +181,6 @@ def one_typo_away(word: str) -> set[str]:
     return (dropped | swapped | changed | added) - {word}
 
 
-ENDINGS = ("s", "es", "d", "ed", "led", "ing", "ling", "ly")  # English inflections, and -ly
-
-
-def stems(word: str) -> set[str]:
-    """The words `word` may be a form of, by one ending taken off (and an "e" put back):
-    "cancelled" -> cancel, "refunded" -> refund, "escalating" -> escalate, "managers" -> manager.
-    """
-    cut = [word[: -len(e)] for e in ENDINGS if word.endswith(e) and len(word) - len(e) >= 3]
-    return {stem + e for stem in cut for e in ("", "e")}
-
-
 class LowerWordTokenizer(WordTokenizer):
     """Words read in lower case: "Friday", "FRIDAY" and "friday" are one token. For requests that
     people type (an agent's tool calls are lower case; its users' shift key is not)."""
@@ -203,9 +192,9 @@ class LowerWordTokenizer(WordTokenizer):
 
 
 class LowerTypoTokenizer(LowerWordTokenizer):
-    """Words read in lower case, and an unknown word of TYPO_MIN_LETTERS letters or more read as the
-    known word it is another form of ("cancelled", "refunded", "escalating": `stems`) or, failing
-    that, is one typo away from ("refnud", "cncel"), the most frequent one if several are. Where the deciding words of a request are few and common (the desk's
+    """Words read in lower case, and an unknown word of TYPO_MIN_LETTERS letters or more that is
+    one typo away from a known word ("refnud", "cncel") read as that word (the most frequent one
+    if several are). Where the deciding words of a request are few and common (the desk's
     "refund", "cancel", "manager") a typo then no longer hides them; where unknown words are
     mostly new words rather than typos, reading them as a near known word misleads (the
     calendar's held-out wordings: 0.92 with "lower", 0.79 with this; README, Agents)."""
@@ -222,13 +211,11 @@ class LowerTypoTokenizer(LowerWordTokenizer):
         return [i if (i := get(w)) is not None else self._typo(w) for w in words]
 
     def _typo(self, word: str) -> int:
-        """The id of the known word an unknown `word` is another form of ("cancelled": cancel),
-        else of the known word one typo from it, else <unk>."""
+        """The id of the known word one typo from an unknown `word`, or <unk>."""
         if word not in self._read_as:
             known = []
             if len(word) >= TYPO_MIN_LETTERS and word.isalpha():
-                known = [self.stoi[w] for w in stems(word) if w in self.stoi]
-                known = known or [self.stoi[w] for w in one_typo_away(word) if w in self.stoi]
+                known = [self.stoi[w] for w in one_typo_away(word) if w in self.stoi]
             # ids follow frequency (the vocabulary is most frequent first): min is the likeliest
             self._read_as[word] = min(known, default=self.unk_id)
         return self._read_as[word]

@@ -38,12 +38,12 @@ from pathlib import Path
 
 import pytest
 
+from labkit.pages import CHROMIUM_ARGS  # the flags `python -m labkit.pages` launches with
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "runs" / "browser"
 CHROMIUM = shutil.which("chromium")
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "file://", "data:", "blob:", "about:")
-# root in CI: no sandbox; no GPU (software GL costs CPU and nothing here needs WebGL)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PLOTLY_RENDERER": "plotly_mimetype"}
 
 pytestmark = pytest.mark.slow
