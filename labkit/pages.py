@@ -26,6 +26,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 DRAW_SECONDS = 10.0  # how long a figure may take to draw: plotly needs well under a second
 # $...$ left as text; a dollar sign before a figure is a price ("$435.31 ... $200 limit")
 RAW_LATEX = r"/\$\$[^$]{1,200}\$\$|\$[^$\n\d][^$\n]{0,79}\$/g"
+COUNT_RAW_LATEX = f"() => (document.body.innerText.match({RAW_LATEX}) || []).length"
 # A figure is drawn when plotly put marks in it: points, lines, bars or a heatmap's image (its SVG
 # alone is drawn for an empty figure too, which is how a blank live curve looked).
 MARKS = ".point, .js-line, .bars path, .hm"
@@ -86,7 +87,12 @@ def check_page(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.route(lambda url: not url.startswith(LOCAL), lambda route: route.abort())
     page = context.new_page()
-    page.on("console", lambda m: check.errors.append(f"console: {m.text}") if m.type == "error" else None)  # fmt: skip
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            check.errors.append(f"console: {message.text}")
+
+    page.on("console", on_console)
     page.on("pageerror", lambda e: check.errors.append(f"exception: {e}"))
     page.on("requestfailed", lambda r: check.errors.append(f"request failed: {r.url}"))
     try:
@@ -102,7 +108,7 @@ def check_page(
             except PlaywrightTimeout:  # this figure was not drawn
                 check.errors.append(f"figure {i + 1} of {check.figures} not drawn")
         check.formulas = page.evaluate(TYPESET)
-        check.raw_latex = page.evaluate(f"() => (document.body.innerText.match({RAW_LATEX}) || []).length")  # fmt: skip
+        check.raw_latex = page.evaluate(COUNT_RAW_LATEX)
         if shots is not None:
             shots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shots / f"{path.stem}.png"))
