@@ -27,12 +27,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from labkit.plots import PLOTLY_MIME  # a plotly figure's output, as JSON
+
 STATIC = "_static"  # the folder beside the pages
 PLOTLY_JS = f"{STATIC}/plotly.min.js"
-PLOTLY_MIME, WIDGET_MIME = (
-    "application/vnd.plotly.v1+json",
-    "application/vnd.jupyter.widget-view+json",
-)
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 # The lab template without its CDN scripts: plotly.js from _static instead of require.js, no widget

@@ -50,8 +50,8 @@ class LiveFigure:
     `ipywidgets.HTML`, redrawn by setting its value: no script to load. A plotly FigureWidget
     needs a 5 MB script per chart, which anywidget gives up loading on a loaded machine, and
     JupyterLab's plotly renderer ignores updates of an output it has drawn (and clearing it to
-    draw it again raced with its resizing, an error in the page each time). The display also carries the figure's plotly JSON, which refresh()
-    keeps current: exported pages (labkit.export) draw that, so a headless run (papermill) saves
+    draw it again raced with its resizing, an error in the page each time). The display also
+    carries the figure's plotly JSON, which refresh() keeps current: exported pages (labkit.export) draw that, so a headless run (papermill) saves
     the curve with every point.
     """
 
@@ -140,15 +140,18 @@ def lines_svg(fig: go.Figure, width: int = 640, height: int = 320) -> str:
         An HTML fragment: a div holding the SVG, its dots of class `point`.
     """
     esc = html.escape
-    traces = [
-        (t.name or f"trace {i}", list(t.x or ()), list(t.y or ())) for i, t in enumerate(fig.data)
+    traces = [  # (name, the points that can be drawn)
+        (
+            t.name or f"trace {i}",
+            [
+                (x, y)
+                for x, y in zip(t.x or (), t.y or (), strict=False)
+                if _is_number(x) and _is_number(y)
+            ],
+        )
+        for i, t in enumerate(fig.data)
     ]
-    points = [
-        (x, y)
-        for _, xs, ys in traces
-        for x, y in zip(xs, ys, strict=False)
-        if _is_number(x) and _is_number(y)
-    ]
+    points = [point for _, mine in traces for point in mine]
     left, right, top, bottom = 60, 130, 36, 44  # margins: tick labels, legend, title, axis title
     plot_w, plot_h = width - left - right, height - top - bottom
     x_lo, x_hi = (min(p[0] for p in points), max(p[0] for p in points)) if points else (0, 1)
@@ -177,9 +180,8 @@ def lines_svg(fig: go.Figure, width: int = 640, height: int = 320) -> str:
             f"stroke='white'/><text x='{left - 6}' y='{sy(y) + 4:.1f}' "
             f"text-anchor='end'>{y:g}</text>"
         )
-    for i, (name, xs, ys) in enumerate(traces):
+    for i, (name, mine) in enumerate(traces):
         color = LINE_COLORS[i % len(LINE_COLORS)]
-        mine = [(x, y) for x, y in zip(xs, ys, strict=False) if _is_number(x) and _is_number(y)]
         line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in mine)
         parts.append(f"<polyline points='{line}' fill='none' stroke='{color}' stroke-width='2'/>")
         parts += [
@@ -348,7 +350,8 @@ def action_bars_html(
     loading, and the chart then stops redrawing. An exported page shows the HTML as it is.
 
     Args:
-        probs: action -> probability (a Decision's probs); empty: "no decision to show" in place of bars.
+        probs: action -> probability (a Decision's probs); empty: "no decision to show" instead
+            of bars.
         chosen: the action taken, highlighted.
         title: the line above the bars.
     Returns:

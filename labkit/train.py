@@ -65,7 +65,7 @@ class DataSettings:
 
     corpus: str = "shakespeare"  # "shakespeare" (embedded), a .txt file, or a folder of .txt files
     max_chars: int = 0  # use only the first N characters of the corpus; 0 = all
-    tokenizer: str = "char"  # tokenizer kind: "char", "word", "lower" (lower-case words), "lower_typos" (and typos read as the word meant) or "bpe"
+    tokenizer: str = "char"  # "char", "word", "lower" (lower-case words), "lower_typos", "bpe"
     vocab_size: int = 0  # tokenizer vocabulary size; 0 = the kind's default
     min_freq: int = 1  # word tokenizer: words seen fewer times become <unk>
 

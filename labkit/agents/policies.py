@@ -40,7 +40,8 @@ MIN_ADMISSIBLE_MASS = 1e-3  # below this total P(admissible actions), a decision
 # Lengths of time as people write them, read as minutes (format_prompt's read_minutes): a half
 # hour in any spelling is 30, an hour 60, "2 hours" 120, "45 mins" 45.
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "fifteen": 15, "twenty": 20,
-                 "thirty": 30, "forty-five": 45, "forty five": 45, "sixty": 60, "ninety": 90}  # fmt: skip
+                 "thirty": 30, "forty-five": 45, "forty five": 45, "sixty": 60,
+                 "ninety": 90}  # fmt: skip
 _NUMBER = r"\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
 _DURATION = re.compile(
     r"\b(?:(?P<half>(?:a\s+|one\s+)?half(?P<h1>[- ]|\s+an?\s+)hour)"
