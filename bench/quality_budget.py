@@ -3,13 +3,17 @@
     python -m bench.quality_budget                          # word and char level, 3 minutes each
     python -m bench.quality_budget --kinds word --minutes 5 --hidden 200
     python -m bench.quality_budget --kinds word -- --lr 3e-3 --batch_size 128   # ours' overrides
+    python -m bench.quality_budget --kinds word --minutes 2 --switches     # AWD-LSTM's, one by one
+    python -m bench.quality_budget --kinds word --minutes 5 --switches locked_dropout
 
 Ours trains first, with max_minutes set to the budget and its cosine schedule spread over the steps
 a short probe says fit in it; the baseline (bench.baseline, the textbook loop) then trains for
 exactly the wall time ours took, start to end of train() with its periodic evaluations and
 checkpoints included. Both start from the same weights (same model, same seed) and are scored by
 the same call, labkit.likelihood.score_stream over the whole validation split, outside the budget.
-Arguments after `--` are TrainConfig overrides for ours.
+Arguments after `--` are TrainConfig overrides for ours. With --switches, ours also trains with
+each of AWD-LSTM's regularizers (SWITCHES) on its own and then with all of them, each row for the
+same budget; the baseline trains once, for the longest of ours' wall times.
 """
 
 from __future__ import annotations
@@ -34,6 +38,18 @@ PROBE_WARMUP, PROBE_STEPS = 10, 20  # a throwaway run of ours: untimed, then tim
 EVALS_PER_RUN = 5  # ours evaluates (and saves a checkpoint) this often
 SCHEDULE_SHARE = 0.9  # of the budget that ours' cosine schedule is spread over: the rest pays for
 # the evaluations and checkpoints, so the schedule ends before the budget stops the run
+AVERAGE_SHARE = 0.5  # averaged SGD averages the weights of the last half of the steps
+# AWD-LSTM's regularizers (Merity et al. 2018; labkit/model.py, labkit/train.py), each a row of its
+# own over ours' settings, then all together. Tied weights need the full softmax.
+SWITCHES = {
+    "locked_dropout": ("locked dropout", {"locked_dropout": True}),
+    "embed_dropout": ("embedding dropout 0.1", {"embed_dropout": 0.1}),
+    "weight_drop": ("weight drop 0.3", {"weight_drop": 0.3}),
+    "ar_tar": ("AR 2 + TAR 1", {"activation_reg": 2.0, "temporal_reg": 1.0}),
+    "tie_weights": ("tied weights, full softmax", {"tie_weights": True, "adaptive_cutoffs": ()}),
+    "asgd": ("averaged SGD", {"optimizer": "asgd"}),
+}
+ALL_SWITCHES = {key: value for _, switch in SWITCHES.values() for key, value in switch.items()}
 
 
 def _probe_step_seconds(config_args: dict[str, Any], vocab_size: int, data: Any) -> float:
@@ -78,6 +94,8 @@ def run(
     else:
         step_s = _probe_step_seconds(args, vocab_size, data)
         max_steps = max(int(SCHEDULE_SHARE * seconds / step_s), 1)
+        if args.get("optimizer") == "asgd":
+            args.setdefault("average_start", int((1 - AVERAGE_SHARE) * max_steps))
         config = ours_config(
             **args, max_steps=max_steps, max_minutes=seconds / 60,
             eval_every=max(max_steps // EVALS_PER_RUN, 1), eval_windows=10,
@@ -112,35 +130,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=200, help="hidden size (2 layers)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
+    parser.add_argument(
+        "--switches",
+        nargs="?",
+        const=",".join([*SWITCHES, "all"]),
+        default="",
+        help=f"also ours with these AWD-LSTM switches, one per row (of {', '.join(SWITCHES)}, "
+        "all: every one at once; no value: each, then all)",
+    )
     opts = parser.parse_args(own)
     overrides: dict[str, Any] = dict(parse_overrides(extra))
     if opts.threads:
         overrides.setdefault("threads", opts.threads)
     device = str(pick_device(opts.device))
     header(f"quality in {opts.minutes:g} minutes: ours against the textbook loop", device)
+    variants = {"ours": {}}
+    for key in filter(None, opts.switches.split(",")):
+        if key == "all":
+            variants["ours + all of them"] = ALL_SWITCHES
+        elif key in SWITCHES:
+            label, switch = SWITCHES[key]
+            variants[f"ours + {label}"] = switch
+        else:
+            parser.error(f"unknown switch {key!r}; choose from {', '.join([*SWITCHES, 'all'])}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in opts.kinds.split(","):
             data_path = str(save_data(kind, Path(tmp)))
             common = {"kind": kind, "data_path": data_path, "hidden": opts.hidden,
                       "device": device, "run_dir": tmp}  # fmt: skip
-            ours = run_fresh(
-                "bench.quality_budget:run", loop="ours", seconds=60 * opts.minutes,
-                overrides=overrides, **common,
-            )  # fmt: skip
+            ours = {}
+            for name, switch in variants.items():
+                ours[name] = run_fresh(
+                    "bench.quality_budget:run", loop="ours", seconds=60 * opts.minutes,
+                    overrides={**overrides, **switch}, **common,
+                )  # fmt: skip
+                print(f"  {kind}: {name}: ppl {ours[name]['val_ppl']:.1f}", flush=True)
             base_overrides = {"threads": overrides["threads"]} if "threads" in overrides else {}
             base = run_fresh(
-                "bench.quality_budget:run", loop="baseline", seconds=ours["wall_s"],
-                overrides=base_overrides, **common,
+                "bench.quality_budget:run", loop="baseline",
+                seconds=max(r["wall_s"] for r in ours.values()), overrides=base_overrides,
+                **common,
             )  # fmt: skip
-            for name, r in (("baseline: textbook loop", base), ("ours", ours)):
+            for name, r in {"baseline: textbook loop": base, **ours}.items():
                 rows.append({
                     "kind": kind, "run": name, **r,
                     "tokens_per_s": r["tokens"] / r["wall_s"],
                     "ppl_ratio": ratio(r["val_ppl"], base["val_ppl"]),
                     "tokens_ratio": ratio(r["tokens"], base["tokens"]),
                 })  # fmt: skip
-            print(f"  {kind}: ours ppl {ours['val_ppl']:.1f}, baseline {base['val_ppl']:.1f}")
+            print(f"  {kind}: baseline ppl {base['val_ppl']:.1f}")
     print()
     print_table(
         rows,

@@ -8,6 +8,8 @@ a (B, T, V) tensor when the adaptive softmax is on.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,15 +39,28 @@ class ModelSettings:
     num_layers: int = 1  # stacked LSTM layers
     dropout: float = 0.0  # dropout on embeddings, between layers and before the output layer
     tie_weights: bool = False  # share embedding and output matrices (needs embed_dim == hidden_dim)
+    # AWD-LSTM's regularizers (Merity et al. 2018), each off by default; README, Training
+    locked_dropout: bool = False  # dropout's mask fixed across a window's tokens (input, output)
+    embed_dropout: float = 0.0  # drop whole words: rows of the embedding matrix, every position
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden weights, one mask per window
+    activation_reg: float = 0.0  # AR: this times the mean squared LSTM output (after dropout)
+    temporal_reg: float = 0.0  # TAR: this times the mean squared change of the output per step
     adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax; () = full softmax
 
     def __post_init__(self) -> None:
         require_positive(self, "embed_dim", "hidden_dim", "num_layers")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(
-                f"dropout must be in [0, 1), got {self.dropout}; "
-                "set --dropout to e.g. 0.2 (0 turns it off)."
-            )
+        for name in ("dropout", "embed_dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(
+                    f"{name} must be in [0, 1), got {getattr(self, name)}; "
+                    f"set --{name} to e.g. 0.2 (0 turns it off)."
+                )
+        for name in ("activation_reg", "temporal_reg"):
+            if not getattr(self, name) >= 0.0:
+                raise ConfigError(
+                    f"{name} must be >= 0, got {getattr(self, name)}; set --{name} to e.g. 2 or "
+                    "1 (0 turns it off)."
+                )
         if self.tie_weights and self.embed_dim != self.hidden_dim:
             raise ConfigError(
                 f"tie_weights needs embed_dim == hidden_dim, got {self.embed_dim} and "
@@ -61,6 +76,11 @@ class ModelSettings:
                 f"hidden_dim={self.hidden_dim} is too small for {len(cuts)} adaptive clusters; "
                 f"use hidden_dim >= {4 ** len(cuts)} or fewer adaptive_cutoffs."
             )
+
+
+# The regularizers only change training, and checkpoints written before they existed lack them:
+# such a checkpoint loads with each one off (checkpoint.check_model_config).
+REGULARIZERS = ("locked_dropout", "embed_dropout", "weight_drop", "activation_reg", "temporal_reg")
 
 
 @dataclass
@@ -88,6 +108,7 @@ class LSTMLanguageModel(nn.Module):
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
         self.drop = nn.Dropout(c.dropout)
+        self.penalty: torch.Tensor | None = None  # AR/TAR of the last training window
         self.lstm = nn.LSTM(
             c.embed_dim,
             c.hidden_dim,
@@ -135,12 +156,45 @@ class LSTMLanguageModel(nn.Module):
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Run the LSTM over `ids` (B, T) from `state` (zeros if None).
 
+        In training, the AR/TAR term of this window is left in `self.penalty` (None when both
+        are off): the training loop adds it to the loss.
+
         Returns:
             features (B, T, H) after dropout, ready for the output layer, and the new state.
         """
-        x = self.drop(self.embedding(ids))  # (B, T, E)
-        out, state = self.lstm(x, state)  # (B, T, H)
-        return self.drop(out), state
+        c = self.config
+        x = self._dropout(self._embed(ids))  # (B, T, E)
+        if self.training and c.weight_drop > 0:  # DropConnect: the same dropped W_hh every step
+            params = dict(self.lstm.named_parameters())
+            for layer in range(c.num_layers):
+                name = f"weight_hh_l{layer}"
+                params[name] = F.dropout(params[name], c.weight_drop, training=True)
+            out, state = torch.func.functional_call(self.lstm, params, (x, state))  # (B, T, H)
+        else:
+            out, state = self.lstm(x, state)  # (B, T, H)
+        features = self._dropout(out)  # (B, T, H)
+        self.penalty = None
+        if self.training and (c.activation_reg or c.temporal_reg):
+            change = out[:, 1:] - out[:, :-1]  # (B, T-1, H)
+            self.penalty = c.activation_reg * features.pow(2).mean()
+            self.penalty = self.penalty + c.temporal_reg * change.pow(2).mean()
+        return features, state
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, T, E); in training with embed_dropout, a dropped word is zero everywhere."""
+        weight, p = self.embedding.weight, self.config.embed_dropout  # (V, E)
+        if self.training and p > 0:
+            keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p)  # (V, 1)
+            weight = weight * keep / (1 - p)
+        return F.embedding(ids, weight)
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout on (B, T, D): a fresh mask per token, or one per stream with locked_dropout."""
+        p = self.config.dropout
+        if not (self.training and p > 0 and self.config.locked_dropout):
+            return self.drop(x)
+        keep = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p)  # (B, 1, D)
+        return x * keep / (1 - p)
 
     def target_logprobs(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log P(target) at each position; positions whose target is negative (padding) give 0.
@@ -180,13 +234,36 @@ def detach_state(state: State | None) -> State | None:
     return state[0].detach(), state[1].detach()
 
 
-def train_flops_per_token(config: ModelConfig) -> int:
-    """Forward + backward FLOPs to train on one token: 24*h*(d+h) per LSTM layer plus 6*h*V.
+def train_flops_per_token(config: ModelConfig, tail_shares: Sequence[float] | None = None) -> float:
+    """Forward + backward FLOPs to train on one token: 24*h*(d+h) per LSTM layer plus the output's.
 
     (Each LSTM layer does 4 gates of (d+h)->h matrix products, 8*h*(d+h) FLOPs forward; backward
-    costs twice that. The output layer is 2*h*V forward, 6*h*V in all. The adaptive softmax does
-    less than this, so for it the figure is an upper bound.)
+    costs twice that, so training costs 3x a layer's forward FLOPs. The full softmax's forward is
+    2*h*V, 6*h*V in all.)
+
+    Args:
+        tail_shares: with the adaptive softmax, the share of targets that fall in each tail
+            cluster: the head (the first cutoff's words and one logit per cluster) runs for every
+            token, a cluster's projection and output only for its own targets. None counts the
+            full softmax instead, an upper bound for the adaptive one.
     """
-    h, e = config.hidden_dim, config.embed_dim
+    h, e, vocab = config.hidden_dim, config.embed_dim, config.vocab_size
     lstm = sum(24 * h * ((e if layer == 0 else h) + h) for layer in range(config.num_layers))
-    return lstm + 6 * h * config.vocab_size
+    cuts = list(config.adaptive_cutoffs)
+    if not cuts or tail_shares is None:
+        return lstm + 6 * h * vocab
+    bounds = [*cuts, vocab]
+    output = h * (cuts[0] + len(cuts))  # multiply-adds per token: the head
+    for i, share in enumerate(tail_shares):  # cluster i: h -> h / 4**(i+1) -> its words
+        width = h // 4 ** (i + 1)
+        output += share * (h * width + width * (bounds[i + 1] - bounds[i]))
+    return lstm + 6 * output
+
+
+def tail_shares(config: ModelConfig, targets: torch.Tensor) -> list[float]:
+    """The share of `targets` (token ids) in each tail cluster of the adaptive softmax."""
+    bounds = [*config.adaptive_cutoffs, config.vocab_size]
+    return [
+        float(((targets >= lo) & (targets < hi)).float().mean())
+        for lo, hi in itertools.pairwise(bounds)
+    ]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,10 +84,11 @@ class TrainConfig(ModelSettings, DataSettings):
     # optimisation
     batch_size: int = 32  # parallel token streams per step (split over the processes of torchrun)
     bptt: int = 64  # tokens per window: gradients are truncated at window boundaries
-    optimizer: str = "adamw"  # "adamw" or "sgd"
+    optimizer: str = "adamw"  # "adamw", "sgd", or "asgd" (SGD, weights averaged from average_start)
     lr: float = 1.5e-2  # peak learning rate, reached at the end of the warmup
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 penalty (SGD)
     momentum: float = 0.9  # SGD momentum (AdamW ignores it)
+    average_start: int = 0  # asgd: the step from which the weights are averaged (AWD-LSTM)
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 = off
     warmup_steps: int = 50  # steps of linear warmup from 0 to lr
     schedule: str = "cosine"  # after warmup: "cosine" (to min_lr_ratio*lr), "plateau", "constant"
@@ -123,7 +126,7 @@ class TrainConfig(ModelSettings, DataSettings):
                 )
         choices = {
             "tokenizer": KINDS,
-            "optimizer": ("adamw", "sgd"),
+            "optimizer": ("adamw", "sgd", "asgd"),
             "schedule": ("cosine", "plateau", "constant"),
             "amp": ("bf16", "none"),
         }
@@ -248,12 +251,54 @@ def learning_rate(config: TrainConfig, step: int, scale: float = 1.0) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over the model's parameters (fused kernels on CUDA)."""
+    """AdamW, SGD or averaged SGD over the model's parameters (fused kernels on CUDA).
+
+    Averaged SGD (Polyak averaging, AWD-LSTM's last phase) takes plain SGD steps at the schedule's
+    lr (lambd=alpha=0; torch's ASGD applies an lr one step late) and keeps in its state the mean
+    of the weights since step `average_start`: the weights that `averaged_weights` evaluates.
+    """
     fused = next(model.parameters()).is_cuda or None  # None lets torch pick foreach on CPU
     params, lr, decay = model.parameters(), config.lr, config.weight_decay
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr, config.momentum, weight_decay=decay, fused=fused)
+    if config.optimizer == "asgd":
+        return torch.optim.ASGD(
+            params, lr, lambd=0.0, alpha=0.0, t0=config.average_start, weight_decay=decay
+        )
     return torch.optim.AdamW(params, lr, weight_decay=decay, fused=fused)
+
+
+def _averages(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, its mean so far) for averaged SGD after a first step; [] otherwise."""
+    if not isinstance(optimizer, torch.optim.ASGD):
+        return []
+    return [
+        (param, optimizer.state[param]["ax"])
+        for param in model.parameters()
+        if "ax" in optimizer.state.get(param, {})
+    ]
+
+
+@contextmanager
+def averaged_weights(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[bool]:
+    """Inside, the model holds averaged SGD's mean weights (if it has any yet); then its own.
+
+    Yields:
+        Whether the weights were swapped (False for any other optimizer, or before a first step).
+    """
+    averages = _averages(model, optimizer)
+    own = [param.detach().clone() for param, _ in averages]
+    with torch.no_grad():
+        for param, mean in averages:
+            param.copy_(mean)
+    try:
+        yield bool(averages)
+    finally:
+        with torch.no_grad():
+            for (param, _), weights in zip(averages, own, strict=True):
+                param.copy_(weights)
 
 
 def _check_splits(data: TokenSplits, config: TrainConfig, world: int) -> None:
@@ -368,6 +413,8 @@ def train(
                 with autocast(world.device, config.amp):
                     logp, state = token_logprobs(net, x, y, state)  # (B / world, T)
                     loss = mean_nll(logp, y, counts[index]) * world.size
+                    if model.penalty is not None:  # AR/TAR (activation_reg, temporal_reg)
+                        loss = loss + model.penalty
                 # backward, clip, step
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -397,7 +444,8 @@ def train(
                     continue
                 # evaluate: a history row, best.pt when the loss improved, stop when it is time
                 now = time.time()
-                score, over_time = _validate(model, data, config, world, now - start > budget)
+                with averaged_weights(model, optimizer):  # asgd: the mean weights; else as they are
+                    score, over_time = _validate(model, data, config, world, now - start > budget)
                 row = history_row(run, score, lr, now - row_start, run.tokens - row_tokens, windows)
                 checkpoints.save(run, state, best=_record(run, row, config))
                 if world.rank == 0:
@@ -417,6 +465,9 @@ def train(
     finally:
         pbar.close()
         world.close()
+    with torch.no_grad():  # averaged SGD: the run's result is the mean weights, as in best.pt
+        for param, mean in _averages(model, optimizer):
+            param.copy_(mean)
     return run.history
 
 
@@ -518,8 +569,12 @@ class _Checkpoints:
         )
         if payload is not None:  # rank 0
             save_checkpoint(self.config.run_path / "checkpoint.pt", payload)
-            if best:
-                save_checkpoint(self.config.run_path / "best.pt", payload)
+            if best:  # the weights evaluated: averaged SGD's mean, or the model's own
+                weights = payload["model"]
+                with averaged_weights(self.model, self.optimizer) as swapped:
+                    if swapped:
+                        weights = {k: v.clone() for k, v in self.model.state_dict().items()}
+                save_checkpoint(self.config.run_path / "best.pt", {**payload, "model": weights})
         self.saved_step = run.step
 
     def non_finite(self, problem: str) -> NonFiniteLossError:

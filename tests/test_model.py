@@ -6,7 +6,13 @@ from conftest import V, tiny_model
 
 from labkit.batching import IGNORE_INDEX
 from labkit.config import ConfigError
-from labkit.model import ModelConfig, detach_state, train_flops_per_token
+from labkit.model import (
+    LSTMLanguageModel,
+    ModelConfig,
+    detach_state,
+    tail_shares,
+    train_flops_per_token,
+)
 
 
 def random_ids(b: int, t: int, seed: int = 1) -> torch.Tensor:
@@ -88,6 +94,10 @@ def test_forget_gate_bias_starts_at_one():
         (dict(num_layers=0), "num_layers"),
         (dict(dropout=1.0), "dropout"),
         (dict(dropout=-0.1), "dropout"),
+        (dict(embed_dropout=1.0), "embed_dropout"),
+        (dict(weight_drop=-0.5), "weight_drop"),
+        (dict(activation_reg=-1.0), "activation_reg"),
+        (dict(temporal_reg=float("nan")), "temporal_reg"),
     ],
 )
 def test_config_errors(overrides, message):
@@ -136,3 +146,69 @@ def test_train_flops_per_token_by_hand():
     # Layer 0: 4 gates x (3+5)->5 products = 2*4*5*8 = 320 forward FLOPs; x3 with backward = 960.
     # Layer 1: 2*4*5*10 = 400 forward, 1200 in all. Output: 2*5*7 = 70 forward, 210 in all.
     assert train_flops_per_token(config) == 960 + 1200 + 210
+
+
+def test_the_adaptive_softmax_is_credited_with_the_flops_it_does():
+    config = ModelConfig(vocab_size=20, embed_dim=8, hidden_dim=16, adaptive_cutoffs=(4, 10))
+    lstm = 24 * 16 * (8 + 16)
+    targets = torch.tensor([0, 1, 2, 3, 4, 5, 12, 19])  # 4 in the head, 2 in each tail cluster
+    assert tail_shares(config, targets) == [0.25, 0.25]
+    # Head: 16 -> 4 words + 2 cluster logits, every token. Cluster 0: 16 -> 16/4 -> its 6 words;
+    # cluster 1: 16 -> 16/16 -> its 10 words; each for a quarter of the tokens. x3 with backward.
+    head, tail0, tail1 = 16 * 6, 16 * 4 + 4 * 6, 16 * 1 + 1 * 10
+    expected = lstm + 6 * (head + 0.25 * tail0 + 0.25 * tail1)
+    assert train_flops_per_token(config, [0.25, 0.25]) == pytest.approx(expected)
+    assert expected < train_flops_per_token(config) == lstm + 6 * 16 * 20  # no shares: full count
+
+
+def awd_model(**settings) -> LSTMLanguageModel:
+    torch.manual_seed(0)
+    return LSTMLanguageModel(ModelConfig(vocab_size=V, embed_dim=8, hidden_dim=8, **settings))
+
+
+def test_locked_dropout_drops_the_same_units_at_every_step():
+    model = awd_model(dropout=0.5, locked_dropout=True).train()
+    x = torch.ones(3, 6, 8)
+    dropped = model._dropout(x)  # (B, T, D)
+    assert (dropped == dropped[:, :1]).all()  # one mask per stream, the same at every step
+    assert (dropped == 0).any() and set(dropped.unique().tolist()) <= {0.0, 2.0}
+    per_token = awd_model(dropout=0.5).train()._dropout(x)
+    assert not (per_token == per_token[:, :1]).all()  # the usual dropout: a new mask per token
+    assert torch.equal(model.eval()._dropout(x), x)  # no dropout at evaluation
+
+
+def test_embed_dropout_drops_a_word_at_every_position():
+    model = awd_model(embed_dropout=0.5).train()
+    ids = torch.arange(V).repeat(2, 3)  # (2, 3V): every word at three positions per stream
+    zero = (model._embed(ids) == 0).all(dim=-1)  # (B, T): a dropped word's whole embedding
+    assert zero.any() and not zero.all()
+    assert torch.equal(zero, zero[:1, :V].repeat(2, 3))  # a word: dropped everywhere or nowhere
+    assert not (model.eval()._embed(ids) == 0).all(dim=-1).any()
+
+
+def test_weight_drop_changes_the_recurrence_only_in_training_and_trains_the_raw_weights():
+    model = awd_model(weight_drop=0.5)
+    ids = random_ids(2, 7)
+    plain = awd_model()
+    eval_features, _ = model.eval()(ids)
+    assert torch.allclose(eval_features, plain.eval()(ids)[0])  # evaluation: the whole weights
+    features, _ = model.train()(ids)
+    assert not torch.allclose(features, eval_features)
+    features.sum().backward()
+    assert model.lstm.weight_hh_l0.grad is not None and model.lstm.weight_hh_l0.grad.any()
+
+
+def test_activation_and_temporal_regularizers_are_left_for_the_loss():
+    ids = random_ids(2, 7)
+    plain = awd_model().train()
+    plain(ids)
+    assert plain.penalty is None  # both off: nothing to add
+    ar = awd_model(activation_reg=2.0).train()
+    features, _ = ar(ids)
+    assert torch.allclose(ar.penalty, 2.0 * features.pow(2).mean())
+    tar = awd_model(temporal_reg=1.0).train()
+    features, _ = tar(ids)
+    change = features[:, 1:] - features[:, :-1]  # no dropout: the output is the features
+    assert torch.allclose(tar.penalty, change.pow(2).mean())
+    tar.eval()(ids)
+    assert tar.penalty is None  # evaluation adds nothing

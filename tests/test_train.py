@@ -15,7 +15,7 @@ from conftest import run, tiny_config
 
 from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from labkit.config import ConfigError, from_dict
-from labkit.likelihood import Score, unigram_entropy
+from labkit.likelihood import Score, score_stream, unigram_entropy
 from labkit.model import ModelConfig
 from labkit.train import (
     NonFiniteLossError,
@@ -93,6 +93,44 @@ def test_resume_after_ctrl_c_in_a_callback_matches_an_uninterrupted_run(tmp_path
     model, resumed = run(tiny_config(tmp_path, dropout=0.3, name="cut", resume=True))
     assert same_weights(model, full_model)
     assert losses(resumed) == losses(full)
+
+
+# AWD-LSTM's switches all on (labkit/model.py; averaged SGD from step 15).
+AWD = dict(
+    dropout=0.3, locked_dropout=True, embed_dropout=0.1, weight_drop=0.3, activation_reg=2.0,
+    temporal_reg=1.0, optimizer="asgd", lr=1.0, average_start=15, num_layers=2,
+)  # fmt: skip
+
+
+def test_awd_switches_resume_exactly(tmp_path):
+    full_model, full = run(tiny_config(tmp_path, **AWD, name="full"))
+
+    def interrupt_at_20(row):
+        if row["step"] == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(tmp_path, **AWD, name="cut"), callback=interrupt_at_20)
+    model, resumed = run(tiny_config(tmp_path, **AWD, name="cut", resume=True))
+    assert same_weights(model, full_model)
+    assert losses(resumed) == losses(full)
+    assert full[-1]["val_loss"] < full[0]["val_loss"]
+
+
+def test_averaged_sgd_evaluates_saves_and_returns_the_mean_weights(tmp_path):
+    config = tiny_config(tmp_path, optimizer="asgd", lr=1.0, average_start=25)
+    model, history = run(config)
+    raw = load_checkpoint(config.run_path / "checkpoint.pt")
+    means = [slots["ax"] for _, slots in sorted(raw["optimizer"]["state"].items())]
+    for param, mean in zip(model.parameters(), means, strict=True):
+        assert torch.equal(param.detach(), mean)  # the run's result: the mean since step 25
+    assert not all(torch.equal(raw["model"][k], v) for k, v in model.state_dict().items())
+    best = load_checkpoint(config.run_path / "best.pt")  # the weights that were evaluated
+    assert best["progress"]["step"] == history[-1]["step"]  # still learning at step 40
+    assert all(torch.equal(best["model"][k], v) for k, v in model.state_dict().items())
+    _, data = prepare(config)
+    score = score_stream(model, data.valid, config.batch_size, config.bptt)
+    assert score.mean_nll == pytest.approx(history[-1]["val_loss"], rel=1e-5)
 
 
 def test_sigint_stops_after_the_current_step_and_resumes_exactly(tmp_path):

@@ -25,8 +25,11 @@ def loop_config(tmp_path, **overrides):
     return tiny_config(tmp_path, **(values | overrides))
 
 
-def test_train_takes_the_steps_of_the_textbook_loop(tmp_path):
-    config = loop_config(tmp_path)
+@pytest.mark.parametrize(
+    "regularizers", [{}, {"activation_reg": 2.0, "temporal_reg": 1.0}], ids=["plain", "AR+TAR"]
+)
+def test_train_takes_the_steps_of_the_textbook_loop(tmp_path, regularizers):
+    config = loop_config(tmp_path, **regularizers)
     tokenizer, data = prepare(config)
     model = build_model(config, tokenizer.vocab_size)
     reference = copy.deepcopy(model)
@@ -45,6 +48,8 @@ def test_train_takes_the_steps_of_the_textbook_loop(tmp_path):
         optimizer.param_groups[0]["lr"] = learning_rate(config, step)
         logp, state = token_logprobs(reference, x, y, state)
         loss = -logp.sum() / (y != IGNORE_INDEX).sum()
+        if regularizers:  # AWD-LSTM's AR and TAR, computed by the forward pass
+            loss = loss + reference.penalty
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(reference.parameters(), config.grad_clip)
