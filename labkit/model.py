@@ -39,7 +39,7 @@ class ModelSettings:
     num_layers: int = 1  # stacked LSTM layers
     dropout: float = 0.0  # dropout on embeddings, between layers and before the output layer
     tie_weights: bool = False  # share embedding and output matrices (needs embed_dim == hidden_dim)
-    # AWD-LSTM's regularizers (Merity et al. 2018), each off by default; README, Training
+    # AWD-LSTM's regularizers (Merity et al. 2018), each off by default; README, Performance
     locked_dropout: bool = False  # dropout's mask fixed across a window's tokens (input, output)
     embed_dropout: float = 0.0  # drop whole words: rows of the embedding matrix, every position
     weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden weights, one mask per window
