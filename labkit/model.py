@@ -173,11 +173,12 @@ class LSTMLanguageModel(nn.Module):
         else:
             out, state = self.lstm(x, state)  # (B, T, H)
         features = self._dropout(out)  # (B, T, H)
-        self.penalty = None
-        if self.training and (c.activation_reg or c.temporal_reg):
-            change = out[:, 1:] - out[:, :-1]  # (B, T-1, H)
-            self.penalty = c.activation_reg * features.pow(2).mean()
-            self.penalty = self.penalty + c.temporal_reg * change.pow(2).mean()
+        terms = []  # AR on the dropped output, TAR on the raw output's change per step
+        if self.training and c.activation_reg:
+            terms.append(c.activation_reg * features.pow(2).mean())
+        if self.training and c.temporal_reg:
+            terms.append(c.temporal_reg * (out[:, 1:] - out[:, :-1]).pow(2).mean())
+        self.penalty = sum(terms) if terms else None
         return features, state
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:

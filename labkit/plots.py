@@ -51,8 +51,8 @@ class LiveFigure:
     needs a 5 MB script per chart, which anywidget gives up loading on a loaded machine, and
     JupyterLab's plotly renderer ignores updates of an output it has drawn (and clearing it to
     draw it again raced with its resizing, an error in the page each time). The display also
-    carries the figure's plotly JSON, which refresh() keeps current: exported pages (labkit.export) draw that, so a headless run (papermill) saves
-    the curve with every point.
+    carries the figure's plotly JSON, which refresh() keeps current: exported pages
+    (labkit.export) draw that, so a headless run (papermill) saves the curve with every point.
     """
 
     def __init__(self, figure: go.Figure) -> None:

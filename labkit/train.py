@@ -570,10 +570,12 @@ class _Checkpoints:
         if payload is not None:  # rank 0
             save_checkpoint(self.config.run_path / "checkpoint.pt", payload)
             if best:  # the weights evaluated: averaged SGD's mean, or the model's own
-                weights = payload["model"]
-                with averaged_weights(self.model, self.optimizer) as swapped:
-                    if swapped:
-                        weights = {k: v.clone() for k, v in self.model.state_dict().items()}
+                means = dict(_averages(self.model, self.optimizer))  # parameter -> its mean
+                weights = payload["model"] | {
+                    name: means[param]
+                    for name, param in self.model.named_parameters(remove_duplicate=False)
+                    if param in means
+                }
                 save_checkpoint(self.config.run_path / "best.pt", {**payload, "model": weights})
         self.saved_step = run.step
 

@@ -59,8 +59,8 @@ class AgentDemo:
 
     Before each step the policy's decision for the current state is computed and shown: its
     distribution as bars (`ActionBars`, the chosen action in red) and the chosen action
-    pre-selected in the override Dropdown. Step sends the policy's action; "Send override" sends the Dropdown's
-    action instead, and the step's note records what the agent would have done.
+    pre-selected in the override Dropdown. Step sends the policy's action; "Send override" sends
+    the Dropdown's action instead, and the step's note records what the agent would have done.
     """
 
     def __init__(

@@ -7,7 +7,6 @@ from conftest import V, tiny_model
 from labkit.batching import IGNORE_INDEX
 from labkit.config import ConfigError
 from labkit.model import (
-    LSTMLanguageModel,
     ModelConfig,
     detach_state,
     tail_shares,
@@ -161,24 +160,19 @@ def test_the_adaptive_softmax_is_credited_with_the_flops_it_does():
     assert expected < train_flops_per_token(config) == lstm + 6 * 16 * 20  # no shares: full count
 
 
-def awd_model(**settings) -> LSTMLanguageModel:
-    torch.manual_seed(0)
-    return LSTMLanguageModel(ModelConfig(vocab_size=V, embed_dim=8, hidden_dim=8, **settings))
-
-
 def test_locked_dropout_drops_the_same_units_at_every_step():
-    model = awd_model(dropout=0.5, locked_dropout=True).train()
+    model = tiny_model(dropout=0.5, locked_dropout=True).train()
     x = torch.ones(3, 6, 8)
     dropped = model._dropout(x)  # (B, T, D)
     assert (dropped == dropped[:, :1]).all()  # one mask per stream, the same at every step
     assert (dropped == 0).any() and set(dropped.unique().tolist()) <= {0.0, 2.0}
-    per_token = awd_model(dropout=0.5).train()._dropout(x)
+    per_token = tiny_model(dropout=0.5).train()._dropout(x)
     assert not (per_token == per_token[:, :1]).all()  # the usual dropout: a new mask per token
     assert torch.equal(model.eval()._dropout(x), x)  # no dropout at evaluation
 
 
 def test_embed_dropout_drops_a_word_at_every_position():
-    model = awd_model(embed_dropout=0.5).train()
+    model = tiny_model(embed_dropout=0.5).train()
     ids = torch.arange(V).repeat(2, 3)  # (2, 3V): every word at three positions per stream
     zero = (model._embed(ids) == 0).all(dim=-1)  # (B, T): a dropped word's whole embedding
     assert zero.any() and not zero.all()
@@ -187,9 +181,9 @@ def test_embed_dropout_drops_a_word_at_every_position():
 
 
 def test_weight_drop_changes_the_recurrence_only_in_training_and_trains_the_raw_weights():
-    model = awd_model(weight_drop=0.5)
+    model = tiny_model(weight_drop=0.5)
     ids = random_ids(2, 7)
-    plain = awd_model()
+    plain = tiny_model()
     eval_features, _ = model.eval()(ids)
     assert torch.allclose(eval_features, plain.eval()(ids)[0])  # evaluation: the whole weights
     features, _ = model.train()(ids)
@@ -200,13 +194,13 @@ def test_weight_drop_changes_the_recurrence_only_in_training_and_trains_the_raw_
 
 def test_activation_and_temporal_regularizers_are_left_for_the_loss():
     ids = random_ids(2, 7)
-    plain = awd_model().train()
+    plain = tiny_model().train()
     plain(ids)
     assert plain.penalty is None  # both off: nothing to add
-    ar = awd_model(activation_reg=2.0).train()
+    ar = tiny_model(activation_reg=2.0).train()
     features, _ = ar(ids)
     assert torch.allclose(ar.penalty, 2.0 * features.pow(2).mean())
-    tar = awd_model(temporal_reg=1.0).train()
+    tar = tiny_model(temporal_reg=1.0).train()
     features, _ = tar(ids)
     change = features[:, 1:] - features[:, :-1]  # no dropout: the output is the features
     assert torch.allclose(tar.penalty, change.pow(2).mean())

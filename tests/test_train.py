@@ -79,22 +79,6 @@ def test_each_optimizer_is_deterministic_and_learns(tmp_path, optimizer):
     assert history_a[-1]["val_loss"] < history_a[0]["val_loss"]
 
 
-def test_resume_after_ctrl_c_in_a_callback_matches_an_uninterrupted_run(tmp_path):
-    full_model, full = run(tiny_config(tmp_path, dropout=0.3, name="full"))
-
-    def interrupt_at_20(row):
-        if row["step"] == 20:
-            raise KeyboardInterrupt
-
-    config = tiny_config(tmp_path, dropout=0.3, name="cut")
-    with pytest.raises(KeyboardInterrupt):
-        run(config, callback=interrupt_at_20)
-    assert load_checkpoint(config.run_path / "checkpoint.pt")["progress"]["step"] == 20
-    model, resumed = run(tiny_config(tmp_path, dropout=0.3, name="cut", resume=True))
-    assert same_weights(model, full_model)
-    assert losses(resumed) == losses(full)
-
-
 # AWD-LSTM's switches all on (labkit/model.py; averaged SGD from step 15).
 AWD = dict(
     dropout=0.3, locked_dropout=True, embed_dropout=0.1, weight_drop=0.3, activation_reg=2.0,
@@ -102,19 +86,21 @@ AWD = dict(
 )  # fmt: skip
 
 
-def test_awd_switches_resume_exactly(tmp_path):
-    full_model, full = run(tiny_config(tmp_path, **AWD, name="full"))
+@pytest.mark.parametrize("settings", [dict(dropout=0.3), AWD], ids=["dropout", "AWD-LSTM"])
+def test_resume_after_ctrl_c_in_a_callback_matches_an_uninterrupted_run(tmp_path, settings):
+    full_model, full = run(tiny_config(tmp_path, **settings, name="full"))
 
     def interrupt_at_20(row):
         if row["step"] == 20:
             raise KeyboardInterrupt
 
+    config = tiny_config(tmp_path, **settings, name="cut")
     with pytest.raises(KeyboardInterrupt):
-        run(tiny_config(tmp_path, **AWD, name="cut"), callback=interrupt_at_20)
-    model, resumed = run(tiny_config(tmp_path, **AWD, name="cut", resume=True))
+        run(config, callback=interrupt_at_20)
+    assert load_checkpoint(config.run_path / "checkpoint.pt")["progress"]["step"] == 20
+    model, resumed = run(tiny_config(tmp_path, **settings, name="cut", resume=True))
     assert same_weights(model, full_model)
     assert losses(resumed) == losses(full)
-    assert full[-1]["val_loss"] < full[0]["val_loss"]
 
 
 def test_averaged_sgd_evaluates_saves_and_returns_the_mean_weights(tmp_path):
