@@ -82,6 +82,7 @@ def score_stream(
     chars: int | None = None,
     max_windows: int | None = None,
     mask: torch.Tensor | None = None,
+    carry_state: bool = True,
 ) -> Score:
     """The likelihood of a token stream `ids` (N,), read as `batch_size` streams with state carried.
 
@@ -90,6 +91,8 @@ def score_stream(
             per character.
         max_windows: stop after this many windows (a quick estimate); then `chars` is scaled.
         mask: optional (N,) bool, True where a token is predicted (see `batchify`).
+        carry_state: False reads each window from a zero state, as a model trained that way
+            (TrainConfig.carry_state) was.
     Returns:
         A Score over every predicted token after the first (or over the windows read).
     """
@@ -109,7 +112,7 @@ def score_stream(
     try:
         for i in range(windows):
             x, y = window(inputs, targets, i, bptt)
-            logp, state = token_logprobs(model, x, y, state)
+            logp, state = token_logprobs(model, x, y, state if carry_state else None)
             total -= logp.sum(dtype=torch.float64)
             count += int((y != IGNORE_INDEX).sum())
     finally:

@@ -84,6 +84,7 @@ class TrainConfig(ModelSettings, DataSettings):
     # optimisation
     batch_size: int = 32  # parallel token streams per step (split over the processes of torchrun)
     bptt: int = 64  # tokens per window: gradients are truncated at window boundaries
+    carry_state: bool = True  # each window starts from the last one's state; False: from zero
     optimizer: str = "adamw"  # "adamw", "sgd", or "asgd" (SGD, weights averaged from average_start)
     lr: float = 1.5e-2  # peak learning rate, reached at the end of the warmup
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 penalty (SGD)
@@ -421,7 +422,7 @@ def train(
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
-                state = detach_state(state)
+                state = detach_state(state) if config.carry_state else None
                 # bookkeeping: the loss stays on the device, no sync per step
                 loss_sum.add(logp, run.step)
                 run.step += 1
@@ -601,7 +602,14 @@ def _validate(
         with autocast(world.device, config.amp):
             windows, mask = config.eval_windows or None, data.masks.get("valid")
             score = score_stream(
-                model, data.valid, config.batch_size, config.bptt, chars, windows, mask
+                model,
+                data.valid,
+                config.batch_size,
+                config.bptt,
+                chars,
+                windows,
+                mask,
+                carry_state=config.carry_state,
             )
         shared = torch.tensor(
             [score.nll, score.tokens, score.chars or 0, over_time], dtype=torch.float64

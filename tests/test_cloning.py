@@ -127,7 +127,7 @@ def test_a_layout_with_the_last_action_gives_one_text_per_decision(tmp_path):
     assert (
         policy.prompt_options
         == again.prompt_options
-        == {**options, "show_request": "", "read_minutes": False}
+        == {**options, "show_request": "", "read_minutes": False, "read_orders": False}
     )
     obs, info = Corridor().reset(1)
     again.act(obs, info, [])
@@ -177,3 +177,72 @@ def test_examples_read_values_as_the_policy_does_and_need_one_text_per_decision(
     assert texts[0].endswith(f"> {episode.steps[0]['action'].split()[0]} value_a\n")
     with pytest.raises(ValueError, match="each decision is a text of its own"):
         examples(episode, None, values=r"\d+")
+
+
+def test_word_dropout_blanks_a_customers_words_and_nothing_else():
+    import random
+    import re
+
+    from labkit.agents.cloning import blank_words
+    from labkit.agents.recipes import RECIPES
+    from labkit.agents.registry import make_env
+
+    recipe = RECIPES["customer_service"]
+    episode = run_episode(ExpertPolicy(), make_env("customer_service"), seed=3)
+    texts = example_segments(episode, recipe.history_steps, **recipe.prompt)
+    assert blank_words(texts[1], 0.0, random.Random(0)) == texts[1]
+    blanked = blank_words(texts[1], 0.999, random.Random(0))
+    quote = re.compile(r'writes: "(.*)"')
+    for (text, is_action), (before, _) in zip(blanked, texts[1], strict=True):
+        if is_action:
+            assert text == before  # the action to learn is never blanked
+            continue
+        words = quote.search(text)[1]
+        kept = {w for w in re.findall(r"<unk>|[^\W\d]+(?:'[^\W\d]+)*", words) if "'" not in w}
+        assert kept <= {"<unk>", "value_a"}  # "order" of "order value_a" too
+        assert quote.sub("", text) == quote.sub("", before)  # the tool's answer, the last call
+    half = [blank_words(t, 0.5, random.Random(1)) for t in texts]
+    assert half == [blank_words(t, 0.5, random.Random(1)) for t in texts]  # seeded
+
+
+def test_clone_expert_blanks_the_training_split_only(tmp_path, monkeypatch):
+    import labkit.agents.cloning as cloning
+    from labkit.agents.registry import make_env
+
+    streams = []
+
+    def recording(texts, tokenizer, *args):
+        streams.append("".join(text for segments in texts for text, _ in segments))
+        return encode_examples(texts, tokenizer, *args)
+
+    monkeypatch.setattr(cloning, "encode_examples", recording)
+    episodes = expert_episodes(make_env("customer_service"), range(10_000, 10_010))
+    config = agent_config(run_dir=str(tmp_path), name="desk", max_steps=1, eval_every=1,
+                          tokenizer="lower", min_freq=1, device="cpu")  # fmt: skip
+    clone_expert(episodes, config, word_dropout=0.3)
+    train, valid = streams
+    assert "<unk>" in train and "<unk>" not in valid
+    with pytest.raises(ValueError, match="word_dropout must be in"):
+        clone_expert(episodes, config, word_dropout=1.0)
+
+
+def test_without_carried_state_validation_texts_are_packed_as_training_texts(tmp_path, monkeypatch):
+    import labkit.agents.cloning as cloning
+
+    streams = []
+
+    def recording(*args):
+        streams.append(encode_examples(*args))
+        return streams[-1]
+
+    monkeypatch.setattr(cloning, "encode_examples", recording)
+    config = agent_config(run_dir=str(tmp_path), name="packed", embed_dim=8, hidden_dim=16,
+                          batch_size=4, bptt=128, max_steps=2, eval_every=2, device="cpu",
+                          carry_state=False)  # fmt: skip
+    policy, _ = clone_expert(expert_episodes(Corridor(), range(12)), config, history_steps=1)
+    for ids, _ in streams:  # every text (<bos> to the next <bos> or <pad>) inside one window
+        starts = (ids == policy.scorer.tokenizer.bos_id).nonzero().flatten().tolist()
+        ends = [*starts[1:], len(ids)]
+        for start, end in zip(starts, ends, strict=True):
+            end = start + int((ids[start:end] != policy.scorer.tokenizer.pad_id).sum())
+            assert start // config.bptt == (end - 1) // config.bptt, (start, end)

@@ -299,6 +299,43 @@ def test_read_minutes_writes_the_whole_prompt_in_minutes_and_the_calendar_reads_
     assert candidates == ["schedule day_a time_a length_a person_a"]
 
 
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("Where is #4085?", "Where is order 4085?"),
+        ("ORDER #4085 ARRIVED BROKEN", "order 4085 ARRIVED BROKEN"),
+        ("complained twice about 4085", "complained twice about order 4085"),
+        ("ordr 4085 and odrer # 5120", "order 4085 and order 5120"),  # a word one typo away
+        ("cancel order 4085 now", "cancel order 4085 now"),  # already so: unchanged
+        ("it cost $263.94 on 03/12", "it cost $263.94 on 03/12"),  # no id: fewer than 4 digits
+    ],
+)
+def test_order_references_in_a_customers_words_are_read_as_order_and_id(written, read):
+    from labkit.agents.policies import name_orders
+
+    assert name_orders(f'Ana (customer 4) writes: "{written}"') == (
+        f'Ana (customer 4) writes: "{read}"'
+    )
+
+
+def test_read_orders_changes_the_customers_words_only_and_every_form_reads_the_same():
+    from labkit.agents.policies import by_reference
+    from labkit.agents.recipes import ORDER_IDS
+
+    answer = "order 4085 (customer 4, Ana Silva): desk lamp, $31.50, status delivered"
+    read = set()
+    for form in ("order 4085", "order #4085", "#4085", "4085"):
+        request = f'Ana Silva (customer 4) writes: "My {form} arrived broken."'
+        history = [{"observation": request, "action": "check_refund 4085"}]
+        options = {"show_request": "top", "last_action": True, "show_goal": False}
+        plain = format_prompt("", history, answer, 0, **options)
+        prompt = format_prompt("", history, answer, 0, **options, read_orders=True)
+        assert prompt == plain.replace(f"My {form} arrived", "My order 4085 arrived")
+        assert answer in prompt and "Last action: check_refund 4085" in prompt  # not the quote's
+        read.add(by_reference(prompt, ["refund 4085"], ORDER_IDS)[0])
+    assert len(read) == 1 and "My order value_a arrived broken." in read.pop()
+
+
 def test_a_policy_reading_values_by_reference_chooses_among_the_original_actions():
     class PrefersA:
         def score(self, prompt, continuations):

@@ -1,7 +1,7 @@
 """The training step itself: train() takes the textbook loop's steps, window by window.
 
 Each test here fails when one line of the loop is broken: the LSTM state not carried from window
-to window (or not reset at an epoch's start), gradient clipping off, gradients not zeroed, the
+to window (or not reset at an epoch's start, or carried where carry_state is off), gradient clipping off, gradients not zeroed, the
 learning rate not set.
 """
 
@@ -82,6 +82,32 @@ def test_the_lstm_state_is_carried_between_windows_and_reset_at_each_epoch(tmp_p
             for carried, produced in zip(state, returned[step - 1], strict=True):
                 assert torch.equal(carried, produced.detach())
                 assert carried.grad_fn is None  # cut at the window boundary
+
+
+@pytest.mark.parametrize("carry_state", [True, False])
+def test_carry_state_off_reads_every_window_from_zero_in_training_and_validation(
+    tmp_path, monkeypatch, carry_state
+):
+    config = loop_config(tmp_path, carry_state=carry_state, bptt=16, max_steps=6, eval_every=3)
+    tokenizer, data = prepare(config)
+    seen = {"train": [], "valid": []}
+
+    def recording(part):
+        def record(net, x, y, state=None):
+            seen[part].append(state)
+            return token_logprobs(net, x, y, state)
+
+        return record
+
+    monkeypatch.setattr("labkit.train.token_logprobs", recording("train"))
+    monkeypatch.setattr("labkit.likelihood.token_logprobs", recording("valid"))
+    train(build_model(config, tokenizer.vocab_size), data, config)
+    assert (
+        len(seen["train"]) == config.max_steps and len(seen["valid"]) > 2
+    )  # windows of two evaluations
+    for part, states in seen.items():
+        carried = [state is not None for state in states]
+        assert any(carried) if carry_state else not any(carried), part
 
 
 def first_update_norm(tmp_path, grad_clip: float) -> float:

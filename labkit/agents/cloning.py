@@ -13,6 +13,8 @@ games it has never seen.
 from __future__ import annotations
 
 import json
+import random
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,14 @@ import torch
 from labkit.agents.baselines import ExpertPolicy
 from labkit.agents.core import Env
 from labkit.agents.harness import Trajectory, run_episode
-from labkit.agents.policies import END_OF_ACTION, LMPolicy, LSTMScorer, by_reference, format_prompt
+from labkit.agents.policies import (
+    END_OF_ACTION,
+    REQUEST_QUOTE,
+    LMPolicy,
+    LSTMScorer,
+    by_reference,
+    format_prompt,
+)
 from labkit.agents.recipes import RECIPE, recipe_for
 from labkit.checkpoint import load_checkpoint, load_model
 from labkit.config import from_dict
@@ -90,9 +99,9 @@ def example_segments(
     Args:
         values: a regex of the values read by reference (policies.by_reference), as the policy
             reads them; only where each decision is a text of its own.
-        options: format_prompt's layout switches (show_goal, last_action, show_request). With
-            last_action on, a prompt is no longer a prefix of the next, so each decision is a
-            text of its own.
+        options: format_prompt's layout switches (show_goal, last_action, show_request,
+            read_minutes, read_orders). With last_action on, a prompt is no longer a prefix of the
+            next, so each decision is a text of its own.
     Returns:
         One list of (text, is_action) segments per text; joined, a text is `format_example`'s.
     Raises:
@@ -133,6 +142,31 @@ def examples(
         "".join(text for text, _ in segments)
         for segments in example_segments(trajectory, history_steps, values, **options)
     ]
+
+
+_WORD = re.compile(r"[^\W\d]+(?:['’][^\W\d]+)*")  # a word as the word tokenizers read it
+
+
+def blank_words(segments: list[Segment], rate: float, rng: random.Random) -> list[Segment]:
+    """The segments with each word of a person's request (policies.REQUEST_QUOTE: the quote after
+    'writes:' or 'User:') replaced by <unk> with probability `rate`: word dropout on the training
+    prompts.
+
+    A request is one of a dozen training wordings per kind, so the agent can learn a wording by
+    heart and the kind with it; with words of it missing at random it has to read the rest. A
+    placeholder (value_a), a word with an apostrophe and the actions are kept.
+    """
+
+    def blank(word: re.Match) -> str:
+        if "_" in word[0] or "'" in word[0] or "’" in word[0] or rng.random() >= rate:
+            return word[0]
+        return "<unk>"
+
+    def in_quote(match: re.Match) -> str:
+        return match[1] + _WORD.sub(blank, match[2]) + match[3]
+
+    return [(text if is_action else REQUEST_QUOTE.sub(in_quote, text), is_action)
+            for text, is_action in segments]  # fmt: skip
 
 
 def encode_examples(
@@ -186,6 +220,7 @@ def clone_expert(
     valid_fraction: float = 0.1,
     actions_only: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    word_dropout: float | str = RECIPE,
     **options: bool,
 ) -> tuple[LMPolicy, list[dict[str, Any]]]:
     """Fit an LSTM to expert transcripts by maximum likelihood and wrap it as an LMPolicy.
@@ -211,8 +246,12 @@ def clone_expert(
         actions_only: predict only the actions (False: every token of the transcripts, the plain
             language-model objective).
         callback: called with each history row (e.g. a live loss plot).
-        options: format_prompt's layout switches (show_goal, last_action, show_request), used for training and
-            by the policy (none given: the recipe's).
+        word_dropout: each word of a person's request in a training prompt is read as <unk>
+            with this probability (`blank_words`; the validation split stays whole; default:
+            the recipe's, else 0).
+        options: format_prompt's layout switches (show_goal, last_action, show_request,
+            read_minutes, read_orders), used for training and by the policy (none given: the
+            recipe's).
     Returns:
         (the greedy LMPolicy named "lstm", the training history rows).
     Raises:
@@ -226,6 +265,10 @@ def clone_expert(
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     recipe = recipe_for(episodes[0].env)
+    if word_dropout == RECIPE:
+        word_dropout = recipe.word_dropout if recipe else 0.0
+    if not 0.0 <= word_dropout < 1.0:
+        raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
     config = config or agent_config(**(recipe.train if recipe else {}))
     if history_steps == RECIPE:
         history_steps = recipe.history_steps if recipe else None
@@ -241,9 +284,15 @@ def clone_expert(
     tokenizer = train_tokenizer(
         config.tokenizer, corpus, config.vocab_size or None, config.min_freq
     )
+    if word_dropout:  # after the tokenizer, whose vocabulary counts the words as written
+        rng = random.Random(config.seed)
+        splits["train"] = [blank_words(e, word_dropout, rng) for e in splits["train"]]
+    # Validation is read as training was: with the state carried, one stream; from a zero state
+    # at each window (carry_state off), packed whole into windows like the training texts.
+    valid_block = 0 if config.carry_state else config.bptt
     streams = {
         "train": encode_examples(splits["train"], tokenizer, config.bptt, config.batch_size),
-        "valid": encode_examples(splits["valid"], tokenizer),  # read with the state carried
+        "valid": encode_examples(splits["valid"], tokenizer, valid_block, config.batch_size),
     }
     chars = {
         name: sum(len(text) for e in texts for text, act in e if act or not actions_only)
@@ -301,8 +350,9 @@ def train_agent(
         env: a registry name with a recipe (recipes.RECIPES).
         run_dir, name: where the run goes (default name "agent-<env>").
         seed: the training seed.
-        overrides: TrainConfig fields over the recipe's (e.g. max_steps=200 for a quick run), and
-            `episodes` (expert episodes per training level) over the recipe's train_per_level.
+        overrides: TrainConfig fields over the recipe's (e.g. max_steps=200 for a quick run),
+            `episodes` (expert episodes per training level) over the recipe's train_per_level,
+            and `word_dropout` over the recipe's.
     Returns:
         (the greedy LMPolicy, the training history rows).
     Raises:
@@ -314,6 +364,7 @@ def train_agent(
 
         raise ValueError(f"no recipe for {env!r}; recipes exist for {', '.join(RECIPES)}.")
     per_level = overrides.pop("episodes", recipe.train_per_level)
+    word_dropout = overrides.pop("word_dropout", recipe.word_dropout)
     episodes = [
         trajectory
         for _, level_env in recipe.make_envs(recipe.train_levels)
@@ -323,4 +374,6 @@ def train_agent(
     ]
     settings = {**recipe.train, **overrides}
     config = agent_config(run_dir=run_dir, name=name or f"agent-{env}", seed=seed, **settings)
-    return clone_expert(episodes, config, recipe.history_steps, **recipe.prompt)
+    return clone_expert(
+        episodes, config, recipe.history_steps, word_dropout=word_dropout, **recipe.prompt
+    )

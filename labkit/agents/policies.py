@@ -21,6 +21,7 @@ from labkit.agents.core import Decision
 from labkit.generate import generate
 from labkit.likelihood import score_continuations
 from labkit.model import LSTMLanguageModel
+from labkit.tokenizer import one_typo_away
 
 if TYPE_CHECKING:
     from labkit.tokenizer import Tokenizer
@@ -75,6 +76,31 @@ def in_minutes(text: str) -> str:
     return _DURATION.sub(minutes, text)
 
 
+# Order references as customers write them, read as "order 1042" (format_prompt's read_orders):
+# "#1042", "order #1042", "ORDR 1042" (a word one typo from "order") and a bare 1042 (an id is four
+# digits or more, as the desk's values are) all name one order, in the customer's own words only
+# (REQUEST_QUOTE), so that the tools' answers and the agent's calls keep theirs.
+_ORDER_WORDS = sorted({"order", *one_typo_away("order")}, key=len, reverse=True)
+_ORDER_REF = re.compile(
+    r"(?:\b(?:" + "|".join(_ORDER_WORDS) + r")\b\s*)?(?:#\s*|\b)(\d{4,})\b", re.IGNORECASE
+)
+# A person's own words in an observation: the desk's 'Ana (customer 4) writes: "..."', the
+# calendar's 'User: "..."'. Groups: the opening, the words, the closing quote.
+REQUEST_QUOTE = re.compile(r'((?:writes|User): ")(.*)(")')
+
+
+def name_orders(text: str) -> str:
+    """`text` with each order reference in a customer's words written "order 1042": "#1042",
+    "Order #1042", "ordr 1042" and "about 1042" become "order 1042", "about order 1042". Text
+    outside a person's quoted words (REQUEST_QUOTE; a tool's answer, an agent's call) is left
+    as it is."""
+
+    def in_quote(match: re.Match) -> str:
+        return match[1] + _ORDER_REF.sub(r"order \1", match[2]) + match[3]
+
+    return REQUEST_QUOTE.sub(in_quote, text)
+
+
 def _squeeze(text: str) -> str:
     """Trim each line and collapse runs of blank lines: game text is padded with layout whitespace."""
     lines = [line.strip() for line in text.strip().splitlines()]
@@ -91,6 +117,7 @@ def format_prompt(
     last_action: bool | str = False,
     show_request: str = "",
     read_minutes: bool = False,
+    read_orders: bool = False,
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
@@ -135,6 +162,9 @@ def format_prompt(
         read_minutes: write every length of time in minutes (`in_minutes`: "half an hour" ->
             "30 minutes"), so that a calendar's lengths are figures the model reads by reference,
             however the person spelt them.
+        read_orders: write every order reference in a customer's words as "order 1042"
+            (`name_orders`: "#1042", "ordr 1042" and a bare 1042 alike), so that the words next to
+            an order's id are the same however the customer named it.
     Returns:
         The prompt.
     Raises:
@@ -172,7 +202,8 @@ def format_prompt(
     if show_goal == "bottom":
         parts.append(f"Goal: {_squeeze(goal)}")
     prompt = "\n".join(parts) + "\n" + ACTION_MARK
-    return in_minutes(prompt) if read_minutes else prompt
+    prompt = in_minutes(prompt) if read_minutes else prompt
+    return name_orders(prompt) if read_orders else prompt
 
 
 def format_example(
@@ -340,12 +371,13 @@ class LMPolicy:
         last_action: bool | str = False,
         show_request: str = "",
         read_minutes: bool = False,
+        read_orders: bool = False,
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's
-                layout (see `format_prompt`); a cloned agent must act with the layout it was
-                trained on (`load_agent` does).
+            history_steps, show_goal, last_action, show_request, read_minutes, read_orders: the
+                prompt's layout (see `format_prompt`); a cloned agent must act with the layout it
+                was trained on (`load_agent` does).
             values: a regex of the values read by reference (see `by_reference`; "" reads every
                 value as text).
         Raises:
@@ -364,6 +396,7 @@ class LMPolicy:
             "last_action": last_action,
             "show_request": show_request,
             "read_minutes": read_minutes,
+            "read_orders": read_orders,
         }
         self.values = values
         self.greedy = greedy
@@ -494,11 +527,12 @@ class GenerativePolicy:
         last_action: bool | str = False,
         show_request: str = "",
         read_minutes: bool = False,
+        read_orders: bool = False,
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes: the prompt's
-                layout (see `format_prompt`).
+            history_steps, show_goal, last_action, show_request, read_minutes, read_orders: the
+                prompt's layout (see `format_prompt`).
             values: a regex of the values read by reference (see `by_reference`): what the
                 model writes has its placeholders put back.
         Raises:
@@ -516,6 +550,7 @@ class GenerativePolicy:
             "last_action": last_action,
             "show_request": show_request,
             "read_minutes": read_minutes,
+            "read_orders": read_orders,
         }
         self.values = values
         self.max_new_tokens = max_new_tokens
