@@ -132,7 +132,7 @@ class CharTokenizer(_TableTokenizer):
 # one unknown word), each digit alone (so any number is spelt from ten tokens: an order id or a
 # time never seen in training is still read and written), words (with inner apostrophes: know'st, o'er), newlines,
 # and each other non-space character alone.
-_WORD_PATTERN = re.compile(r"<unk>|\d|[^\W\d]+(?:['’][^\W\d]+)*|\n|[^\w\s]")
+WORD_PATTERN = re.compile(r"<unk>|\d|[^\W\d]+(?:['’][^\W\d]+)*|\n|[^\w\s]")
 _NO_SPACE_BEFORE = set(".,;:!?)]}”’-\n")
 _NO_SPACE_AFTER = set("([{“‘'-\n")
 
@@ -149,7 +149,7 @@ class WordTokenizer(_TableTokenizer):
 
     def _encode(self, text: str) -> list[int]:
         get, unk = self.stoi.get, self.unk_id
-        return [get(w, unk) for w in _WORD_PATTERN.findall(text)]
+        return [get(w, unk) for w in WORD_PATTERN.findall(text)]
 
     def _decode(self, ids: list[int]) -> str:
         parts: list[str] = []
@@ -207,7 +207,7 @@ class LowerTypoTokenizer(LowerWordTokenizer):
 
     def _encode(self, text: str) -> list[int]:
         get = self.stoi.get
-        words = _WORD_PATTERN.findall(text.lower())
+        words = WORD_PATTERN.findall(text.lower())
         return [i if (i := get(w)) is not None else self._typo(w) for w in words]
 
     def _typo(self, word: str) -> int:
@@ -330,7 +330,7 @@ def train_tokenizer(
     if kind == "char":
         return CharTokenizer(sorted(_frequent(collections.Counter(text), vocab_size, min_freq)))
     if kind in _WORD_KINDS:
-        words = _WORD_PATTERN.findall(text if kind == "word" else text.lower())
+        words = WORD_PATTERN.findall(text if kind == "word" else text.lower())
         counts = collections.Counter(w for w in words if w != "<unk>")  # <unk> has its id
         return _WORD_KINDS[kind](_frequent(counts, vocab_size, min_freq))
     return _train_bpe(text, vocab_size, min_freq)

@@ -205,42 +205,40 @@ def test_word_dropout_blanks_a_customers_words_and_nothing_else():
     assert half == [blank_words(t, 0.5, random.Random(1)) for t in texts]  # seeded
 
 
-def test_clone_expert_blanks_the_training_split_only(tmp_path, monkeypatch):
+@pytest.fixture
+def encoded(monkeypatch):
+    """Every (texts, (ids, mask)) that clone_expert encodes: the training split's, then validation's."""
     import labkit.agents.cloning as cloning
-    from labkit.agents.registry import make_env
 
-    streams = []
+    calls = []
 
-    def recording(texts, tokenizer, *args):
-        streams.append("".join(text for segments in texts for text, _ in segments))
-        return encode_examples(texts, tokenizer, *args)
+    def recording(texts, *args):
+        calls.append((texts, encode_examples(texts, *args)))
+        return calls[-1][1]
 
     monkeypatch.setattr(cloning, "encode_examples", recording)
+    return calls
+
+
+def test_clone_expert_blanks_the_training_split_only(tmp_path, encoded):
+    from labkit.agents.registry import make_env
+
     episodes = expert_episodes(make_env("customer_service"), range(10_000, 10_010))
     config = agent_config(run_dir=str(tmp_path), name="desk", max_steps=1, eval_every=1,
                           tokenizer="lower", min_freq=1, device="cpu")  # fmt: skip
     clone_expert(episodes, config, word_dropout=0.3)
-    train, valid = streams
+    train, valid = ("".join(t for segments in texts for t, _ in segments) for texts, _ in encoded)
     assert "<unk>" in train and "<unk>" not in valid
     with pytest.raises(ValueError, match="word_dropout must be in"):
         clone_expert(episodes, config, word_dropout=1.0)
 
 
-def test_without_carried_state_validation_texts_are_packed_as_training_texts(tmp_path, monkeypatch):
-    import labkit.agents.cloning as cloning
-
-    streams = []
-
-    def recording(*args):
-        streams.append(encode_examples(*args))
-        return streams[-1]
-
-    monkeypatch.setattr(cloning, "encode_examples", recording)
+def test_without_carried_state_validation_texts_are_packed_as_training_texts(tmp_path, encoded):
     config = agent_config(run_dir=str(tmp_path), name="packed", embed_dim=8, hidden_dim=16,
                           batch_size=4, bptt=128, max_steps=2, eval_every=2, device="cpu",
                           carry_state=False)  # fmt: skip
     policy, _ = clone_expert(expert_episodes(Corridor(), range(12)), config, history_steps=1)
-    for ids, _ in streams:  # every text (<bos> to the next <bos> or <pad>) inside one window
+    for _, (ids, _) in encoded:  # every text (<bos> to the next <bos> or <pad>) inside one window
         starts = (ids == policy.scorer.tokenizer.bos_id).nonzero().flatten().tolist()
         ends = [*starts[1:], len(ids)]
         for start, end in zip(starts, ends, strict=True):

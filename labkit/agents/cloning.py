@@ -36,7 +36,7 @@ from labkit.agents.recipes import RECIPE, recipe_for
 from labkit.checkpoint import load_checkpoint, load_model
 from labkit.config import from_dict
 from labkit.corpus import TokenSplits
-from labkit.tokenizer import Tokenizer, train_tokenizer
+from labkit.tokenizer import WORD_PATTERN, Tokenizer, train_tokenizer
 from labkit.train import TrainConfig, build_model, train
 
 # TrainConfig values that suit an agent's transcripts: short, repetitive text with a small alphabet.
@@ -144,9 +144,6 @@ def examples(
     ]
 
 
-_WORD = re.compile(r"[^\W\d]+(?:['’][^\W\d]+)*")  # a word as the word tokenizers read it
-
-
 def blank_words(segments: list[Segment], rate: float, rng: random.Random) -> list[Segment]:
     """The segments with each word of a person's request (policies.REQUEST_QUOTE: the quote after
     'writes:' or 'User:') replaced by <unk> with probability `rate`: word dropout on the training
@@ -157,13 +154,13 @@ def blank_words(segments: list[Segment], rate: float, rng: random.Random) -> lis
     placeholder (value_a), a word with an apostrophe and the actions are kept.
     """
 
-    def blank(word: re.Match) -> str:
-        if "_" in word[0] or "'" in word[0] or "’" in word[0] or rng.random() >= rate:
-            return word[0]
+    def blank(token: re.Match) -> str:  # a token as the word tokenizers read it
+        if not token[0].isalpha() or rng.random() >= rate:  # value_a, it's, 4, "," stay
+            return token[0]
         return "<unk>"
 
     def in_quote(match: re.Match) -> str:
-        return match[1] + _WORD.sub(blank, match[2]) + match[3]
+        return match[1] + WORD_PATTERN.sub(blank, match[2]) + match[3]
 
     return [(text if is_action else REQUEST_QUOTE.sub(in_quote, text), is_action)
             for text, is_action in segments]  # fmt: skip
