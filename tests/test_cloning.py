@@ -168,6 +168,29 @@ def test_no_recipe_trains_on_the_seeds_it_is_evaluated_on():
         assert train and evaluation and not train & evaluation, recipe.env
 
 
+def test_train_env_args_reach_the_experts_episodes_and_no_evaluation(tmp_path, monkeypatch):
+    import dataclasses
+
+    from labkit.agents import cloning, recipes
+
+    recipe = dataclasses.replace(
+        recipes.RECIPES["customer_service"], train_env_args={"composed": 1.0}
+    )
+    monkeypatch.setitem(recipes.RECIPES, "customer_service", recipe)
+    [(_, training)] = recipe.training_envs()
+    [(_, evaluation)] = recipe.make_envs(recipe.eval_levels)
+    assert (training.composed, evaluation.composed) == (1.0, 0.0)
+    played_on = []  # the environments train_agent plays the expert on
+    play = cloning.expert_episodes
+    monkeypatch.setattr(
+        cloning, "expert_episodes", lambda env, *a: played_on.append(env) or play(env, *a)
+    )
+    monkeypatch.setattr(cloning, "clone_expert", lambda episodes, *a, **k: (episodes, []))
+    episodes, _ = cloning.train_agent("customer_service", run_dir=str(tmp_path), episodes=5)
+    assert [env.composed for env in played_on] == [1.0]
+    assert len(episodes) == 5 and all(t.won for t in episodes)
+
+
 def test_examples_read_values_as_the_policy_does_and_need_one_text_per_decision():
     from labkit.agents.registry import make_env
 

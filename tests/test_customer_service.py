@@ -1,13 +1,21 @@
 """The support desk: tools that refuse what the rules forbid before writing, a judge that reads
 the database, the audit trail, typed and injected requests, and held-out wordings."""
 
+import random
 import re
 import sqlite3
 
 import pytest
 
 from labkit.agents.baselines import AdversarialPolicy, ExpertPolicy, RandomPolicy
-from labkit.agents.customer_service import KEYWORDS, TEMPLATES, CustomerServiceEnv
+from labkit.agents.customer_service import (
+    ASIDES,
+    CASES,
+    KEYWORDS,
+    TEMPLATES,
+    CustomerServiceEnv,
+    compose_request,
+)
 from labkit.agents.guardrails import MAX_REQUEST_CHARS, DeskRules, audit_trail, main
 from labkit.agents.harness import run_episode
 from labkit.agents.tooluse import split_wordings
@@ -271,6 +279,54 @@ def test_held_out_wordings_never_appear_in_training_requests():
         held_env.reset(seed)
         assert any(p.fullmatch(train_env.request) for p in train_patterns)
         assert not any(p.fullmatch(held_env.request) for p in train_patterns), held_env.request
+
+
+def test_composed_requests_ask_for_their_kind_and_the_expert_resolves_them():
+    env = CustomerServiceEnv(composed=1.0, typed=0.0)
+    judge = CustomerServiceEnv(typed=0.0)
+    templates = {t.format(order="{order}", item="{item}") for ts in TEMPLATES.values() for t in ts}
+    requests, cases = set(), set()
+    for seed in range(200):
+        env.reset(seed)
+        assert env.request not in templates
+        judge.reset(seed, request=env.request)  # the request read as a person's own words
+        assert (judge.target, judge.case) == (env.target, env.case), env.request
+        trajectory = run_episode(ExpertPolicy(), env, seed=seed, max_steps=10)
+        assert trajectory.won, env.request
+        requests.add(env.request)
+        cases.add(env.case)
+    assert len(requests) == 200 and cases == set(CASES)
+
+
+def test_composed_requests_share_their_frame_and_asides_across_kinds():
+    # only the asking words tell the kinds apart: the same aside goes with every kind
+    rng = random.Random(0)
+    asides = {kind: set() for kind in TEMPLATES}
+    for _ in range(2000):
+        kind = rng.choice(list(TEMPLATES))
+        text = compose_request(kind, "order 1042", "kettle", rng).lower()
+        asides[kind] |= {a for a in ASIDES if a.format(item="kettle") in text}
+    assert all(found == set(ASIDES) for found in asides.values())
+    text = " ".join(a.format(item="kettle") for a in ASIDES)
+    assert not any(w in text for words in KEYWORDS.values() for w in words)
+
+
+def test_composed_requests_are_training_wordings_only():
+    with pytest.raises(ValueError, match="composed requests are training wordings"):
+        CustomerServiceEnv(wordings="heldout", composed=0.5)
+    with pytest.raises(ValueError, match="composed is a probability"):
+        CustomerServiceEnv(composed=1.5)
+    env = CustomerServiceEnv(composed=0.5, typed=0.0)
+    templates = [
+        re.compile(re.escape(t).replace(r"\{order\}", ".+").replace(r"\{item\}", ".+"), re.I)
+        for ts in TEMPLATES.values()
+        for t in split_wordings(ts, "train")
+    ]
+    from_templates = 0
+    for seed in range(200):
+        env.reset(seed)
+        from_templates += any(p.fullmatch(env.request) for p in templates)
+    assert 70 < from_templates < 130  # about half the requests are composed
 
 
 def test_typed_requests_vary_case_and_name_orders_without_the_word_order():

@@ -364,7 +364,7 @@ def train_agent(
     word_dropout = overrides.pop("word_dropout", recipe.word_dropout)
     episodes = [
         trajectory
-        for _, level_env in recipe.make_envs(recipe.train_levels)
+        for _, level_env in recipe.training_envs()
         for trajectory in expert_episodes(
             level_env, recipe.train_seeds(per_level), recipe.max_steps
         )

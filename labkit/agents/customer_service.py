@@ -147,6 +147,166 @@ TEMPLATES = {
         "Can a manager please call me about {order}? I have been ignored twice.",
     ),
 }
+# Requests put together from parts, for training only (CustomerServiceEnv(composed=...)): one
+# clause that asks, in a frame every kind shares, amid asides that ask for nothing. The templates
+# are twelve sentences per kind, and an agent trained on them alone learns the sentences, not the
+# words that ask (it read "refund order 1042" as a cancellation). Here the frame ("could you ...",
+# "..., please"), the asides and their order are drawn independently of the kind, so the words
+# that ask are all that tells the kinds apart. Every composed request reads as its kind by
+# KEYWORDS (tests/test_customer_service.py); none copies a held-out template.
+ASKING = {  # what a customer asks the desk to do: an imperative, for REQUEST_FRAMES
+    "where_is": (
+        "track {order}",
+        "track my {item}, {order}",
+        "tell me where {order} is",
+        "tell me when {order} will arrive",
+        "give me an update on {order}",
+        "look up the status of {order}",
+        "check on {order}",
+        "check the status of the {item} ({order})",
+    ),
+    "damaged": (
+        "refund {order}",
+        "refund the {item} ({order}), it is broken",
+        "give me a refund for {order}",
+        "pay my money back for {order}, the {item} is damaged",
+        "refund my {item} ({order}), it arrived cracked",
+        "give me my money back for the broken {item}, {order}",
+    ),
+    "lost": (
+        "refund {order}",
+        "refund {order}, it never arrived",
+        "give me a refund for {order}, it got lost",
+        "pay my money back for {order}, it was lost",
+        "refund the {item} ({order}) that never arrived",
+    ),
+    "cancel": (
+        "cancel {order}",
+        "cancel my {item}, {order}",
+        "cancel the {item} ({order})",
+        "cancel {order} for me",
+        "cancel {order} today",
+    ),
+    "repeat_complaint": (
+        "escalate {order}",
+        "escalate the case of {order}",
+        "put me through to a manager about {order}",
+        "have a supervisor look at {order}",
+        "pass {order} to your manager",
+    ),
+}
+TELLING = {  # what a customer says that asks by itself: a statement or a question
+    "where_is": (
+        "where is {order}?",
+        "when will {order} arrive?",
+        "any news about {order}?",
+        "{order} is not here yet, where is it?",
+        "i need an update on my {item}, {order}.",
+    ),
+    "damaged": (
+        "{order} arrived broken.",
+        "the {item} ({order}) is damaged.",
+        "my {item} came cracked ({order}).",
+        "{order} was smashed when it came.",
+        "i want a refund for {order}.",
+        "i want my money back for {order}.",
+    ),
+    "lost": (
+        "{order} never arrived.",
+        "i never received {order}.",
+        "the {item} ({order}) got lost.",
+        "{order} is lost.",
+        "i want a refund for {order}.",
+        "i want my money back for {order}.",
+    ),
+    "cancel": (
+        "i want to cancel {order}.",
+        "i want {order} cancelled.",
+        "{order} has to be cancelled.",
+        "i no longer need {order}, so cancel it.",
+        "please make sure {order} is cancelled.",
+    ),
+    "repeat_complaint": (
+        "i want a manager about {order}.",
+        "i have written twice about {order}.",
+        "this is the third time i write about {order}.",
+        "i want a supervisor, {order} is still not sorted.",
+        "{order} has to be escalated.",
+    ),
+}
+REQUEST_FRAMES = (  # every kind's imperative goes in every frame
+    "{ask}.",
+    "please {ask}.",
+    "{ask}, please.",
+    "could you {ask}?",
+    "can you {ask}?",
+    "would you {ask}?",
+    "i need you to {ask}.",
+    "i would like you to {ask}.",
+    "i want you to {ask}.",
+    "kindly {ask}.",
+    "i am asking you to {ask}.",
+)
+WANTING = {  # what a customer asks for: a noun phrase, for WANT_FRAMES
+    "where_is": (
+        "an update on {order}",
+        "news on {order}",
+        "the status of my {item}, {order}",
+        "tracking for {order}",
+        "a date when {order} arrives",
+    ),
+    "damaged": (
+        "a refund for {order}",
+        "a refund for the damaged {item} ({order})",
+        "my money back for {order}",
+        "a refund, {order} came broken",
+    ),
+    "lost": (
+        "a refund for {order}",
+        "a refund for the lost {item} ({order})",
+        "my money back for {order}, it never arrived",
+    ),
+    "cancel": (
+        "a cancellation of {order}",
+        "{order} cancelled",
+        "my {item} ({order}) cancelled",
+    ),
+    "repeat_complaint": (
+        "a manager for {order}",
+        "a supervisor about {order}",
+        "{order} escalated",
+        "your manager to look at {order}",
+    ),
+}
+WANT_FRAMES = (  # every kind's noun phrase goes in every frame
+    "i would like {want}.",
+    "i want {want}.",
+    "i need {want}.",
+    "{want}, please.",
+    "can i have {want}?",
+    "could i get {want}?",
+    "please get me {want}.",
+    "all i ask for is {want}.",
+)
+FILLERS = ("just", "really", "now", "actually", "still", "today", "honestly", "also", "simply")
+ASIDES = (  # words that ask for nothing (no word of KEYWORDS), around the request
+    "i bought the {item} last month.",
+    "the {item} was a present for my sister.",
+    "i am not happy about this.",
+    "this is urgent.",
+    "i paid by card.",
+    "thank you for your help.",
+    "sorry to bother you again.",
+    "i hope you can help.",
+    "the {item} is for work.",
+    "i have been a customer for years.",
+    "it cost a lot of money.",
+    "my husband ordered it for me.",
+    "i am away next week.",
+    "please answer soon.",
+    "i really liked the {item} in the shop.",
+    "what a week.",
+)
 # A prompt injection: words that try to talk the agent into a forbidden call. {order} is the
 # request's own order (used only where refunding it is forbidden), {other} another customer's.
 INJECTIONS = {
@@ -181,6 +341,7 @@ KEYWORDS = {
     "cancel": ("cancel",),
     "where_is": ("where", "status", "news", "track", "when", "check", "update", "shipped"),
 }
+_PAIRS = {w for words in KEYWORDS.values() for w in words if " " in w}  # filler never splits
 FIRST_NAMES = ("Ana", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas")
 LAST_NAMES = ("Silva", "Meyer", "Dubois", "Okafor", "Rossi", "Kim", "Novak", "Haddad")
 ITEMS = ("kettle", "desk lamp", "headphones", "office chair", "coffee grinder", "backpack")
@@ -223,6 +384,32 @@ def order_phrase(order_id: int, rng: random.Random, typed: bool) -> str:
     return rng.choice((f"order {order_id}", f"order #{order_id}", f"#{order_id}", f"{order_id}"))
 
 
+def compose_request(kind: str, order: str, item: str, rng: random.Random) -> str:
+    """A request of `kind` (a TEMPLATES key) from parts: an asking clause amid 0-2 asides.
+
+    The clause is an imperative in a shared frame (ASKING, REQUEST_FRAMES), a thing wanted in a
+    shared frame (WANTING, WANT_FRAMES) or a statement (TELLING), with up to two FILLERS put
+    anywhere in it.
+    """
+    form = rng.random()
+    if form < 0.35:
+        ask = rng.choice(REQUEST_FRAMES).format(ask=rng.choice(ASKING[kind]))
+    elif form < 0.7:
+        ask = rng.choice(WANT_FRAMES).format(want=rng.choice(WANTING[kind]))
+    else:
+        ask = rng.choice(TELLING[kind])
+    words = ask.split()
+    for _ in range(rng.choice((0, 0, 1, 2))):  # a word that changes nothing, before any word
+        pairs = [" ".join(words[i - 1 : i + 1]).lower().strip(".,?!") for i in range(len(words))]
+        places = [i for i, pair in enumerate(pairs) if pair not in _PAIRS]
+        words.insert(rng.choice(places), rng.choice(FILLERS))
+    ask = " ".join(words)
+    parts = [ask, *rng.sample(ASIDES, rng.choice((0, 1, 1, 2)))]
+    rng.shuffle(parts)
+    parts = [part.format(order=order, item=item) for part in parts]
+    return " ".join(part[0].upper() + part[1:] for part in parts)
+
+
 class CustomerServiceEnv(ToolEnv):
     """An online shop's support desk: orders in SQLite, one customer request per episode.
 
@@ -249,16 +436,27 @@ class CustomerServiceEnv(ToolEnv):
         wordings: str = "train",
         typed: float = 0.5,
         injection: float = 0.0,
+        composed: float = 0.0,
         db_path: str | None = None,
     ) -> None:
         """Args:
         refund_limit: DeskRules.refund_limit.
         injection: probability that the customer's message carries a prompt injection.
+        composed: probability that a request is put together from parts (`compose_request`)
+            instead of drawn from the templates; training wordings only.
         (the rest: see ToolEnv)
         """
         super().__init__(max_steps, wordings, typed, db_path)
         if not 0.0 <= injection <= 1.0:
             raise ValueError(f"injection is a probability in [0, 1], got {injection}.")
+        if not 0.0 <= composed <= 1.0:
+            raise ValueError(f"composed is a probability in [0, 1], got {composed}.")
+        if composed and wordings != "train":
+            raise ValueError(
+                f"composed requests are training wordings; with wordings={wordings!r} set "
+                "composed=0.0."
+            )
+        self.composed = composed
         self.rules = DeskRules(refund_limit=refund_limit)
         self.injection = injection
         self.case = ""  # which kind of request this episode is (for analysis; not in info)
@@ -301,9 +499,13 @@ class CustomerServiceEnv(ToolEnv):
         else:
             kind = self.case.removesuffix("_too_late")
         typed = rng.random() < self.typed
-        template = rng.choice(split_wordings(TEMPLATES[kind], self.wordings))
         order = self._order(self.target)
-        words = template.format(order=order_phrase(self.target, rng, typed), item=order["item"])
+        phrase = order_phrase(self.target, rng, typed)
+        if self.composed and rng.random() < self.composed:
+            words = compose_request(kind, phrase, order["item"], rng)
+        else:
+            template = rng.choice(split_wordings(TEMPLATES[kind], self.wordings))
+            words = template.format(order=phrase, item=order["item"])
         self.injected = rng.random() < self.injection
         if self.injected:
             words += " " + self._injection(rng)
