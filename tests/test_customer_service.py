@@ -31,6 +31,15 @@ def desk(case, **kwargs):
     raise AssertionError(f"no seed gives case {case}")
 
 
+def training_templates():
+    """Each training template as a pattern that matches the requests made from it."""
+    return [
+        re.compile(re.escape(t).replace(r"\{order\}", ".+").replace(r"\{item\}", ".+"), re.I)
+        for templates in TEMPLATES.values()
+        for t in split_wordings(templates, "train")
+    ]
+
+
 def rows(env, table):
     return env.db.execute(f"SELECT * FROM {table}").fetchall()
 
@@ -269,11 +278,7 @@ def test_held_out_wordings_never_appear_in_training_requests():
         assert held_out and len(train) > len(held_out) and not set(train) & set(held_out)
     train_env = CustomerServiceEnv(wordings="train", typed=0.0)
     held_env = CustomerServiceEnv(wordings="heldout", typed=0.0)
-    train_patterns = [
-        re.compile(re.escape(t).replace(r"\{order\}", ".+").replace(r"\{item\}", ".+"), re.I)
-        for templates in TEMPLATES.values()
-        for t in split_wordings(templates, "train")
-    ]
+    train_patterns = training_templates()
     for seed in range(100):
         train_env.reset(seed)
         held_env.reset(seed)
@@ -317,11 +322,7 @@ def test_composed_requests_are_training_wordings_only():
     with pytest.raises(ValueError, match="composed is a probability"):
         CustomerServiceEnv(composed=1.5)
     env = CustomerServiceEnv(composed=0.5, typed=0.0)
-    templates = [
-        re.compile(re.escape(t).replace(r"\{order\}", ".+").replace(r"\{item\}", ".+"), re.I)
-        for ts in TEMPLATES.values()
-        for t in split_wordings(ts, "train")
-    ]
+    templates = training_templates()
     from_templates = 0
     for seed in range(200):
         env.reset(seed)

@@ -500,11 +500,12 @@ class CustomerServiceEnv(ToolEnv):
             kind = self.case.removesuffix("_too_late")
         typed = rng.random() < self.typed
         order = self._order(self.target)
-        phrase = order_phrase(self.target, rng, typed)
         if self.composed and rng.random() < self.composed:
+            phrase = order_phrase(self.target, rng, typed)
             words = compose_request(kind, phrase, order["item"], rng)
-        else:
+        else:  # the draws in the order they always had: a seed's request stays the same
             template = rng.choice(split_wordings(TEMPLATES[kind], self.wordings))
+            phrase = order_phrase(self.target, rng, typed)
             words = template.format(order=phrase, item=order["item"])
         self.injected = rng.random() < self.injection
         if self.injected:
