@@ -191,6 +191,17 @@ def test_train_env_args_reach_the_experts_episodes_and_no_evaluation(tmp_path, m
     assert len(episodes) == 5 and all(t.won for t in episodes)
 
 
+def test_the_desk_learns_from_composed_requests_and_is_judged_on_templates_only():
+    from labkit.agents.recipes import recipe_for
+
+    recipe = recipe_for("customer_service")
+    [(_, training)] = recipe.training_envs()
+    splits = ({}, {"wordings": "heldout", "typed": 1.0}, {"injection": 1.0})
+    evaluations = [recipe.make_envs((), **args)[0][1] for args in splits]
+    assert training.composed > 0 and training.wordings == "train"
+    assert [env.composed for env in evaluations] == [0.0, 0.0, 0.0]
+
+
 def test_examples_read_values_as_the_policy_does_and_need_one_text_per_decision():
     from labkit.agents.registry import make_env
 
