@@ -127,7 +127,13 @@ def test_a_layout_with_the_last_action_gives_one_text_per_decision(tmp_path):
     assert (
         policy.prompt_options
         == again.prompt_options
-        == {**options, "show_request": "", "read_minutes": False, "read_orders": False}
+        == {
+            **options,
+            "show_request": "",
+            "read_minutes": False,
+            "read_orders": False,
+            "read_twice": False,
+        }
     )
     obs, info = Corridor().reset(1)
     again.act(obs, info, [])

@@ -336,6 +336,19 @@ def test_read_orders_changes_the_customers_words_only_and_every_form_reads_the_s
     assert len(read) == 1 and "My order value_a arrived broken." in read.pop()
 
 
+def test_read_twice_writes_the_request_twice_before_the_first_call_only():
+    request = 'Ana Silva (customer 4) writes: "Where is my order 4085?"'
+    options = {"show_request": "top", "last_action": True, "show_goal": False}
+    first = format_prompt("", [], request, 0, **options, read_twice=True)
+    assert first == f"{request}\n{request}\nLast action: none\n> "
+    assert format_prompt("", [], request, 0, **options) == f"{request}\nLast action: none\n> "
+    answer = "order 4085 (customer 4, Ana Silva): desk lamp, $31.50, status shipped"
+    history = [{"observation": request, "action": "lookup_order 4085"}]
+    later = format_prompt("", history, answer, 0, **options, read_twice=True)
+    assert later == format_prompt("", history, answer, 0, **options)  # the request on top, once
+    assert later.count("Where is my order") == 1
+
+
 def test_a_policy_reading_values_by_reference_chooses_among_the_original_actions():
     class PrefersA:
         def score(self, prompt, continuations):

@@ -118,6 +118,7 @@ def format_prompt(
     show_request: str = "",
     read_minutes: bool = False,
     read_orders: bool = False,
+    read_twice: bool = False,
 ) -> str:
     """The text an agent acts on: the goal, the last few (observation, action) pairs, then now.
 
@@ -127,6 +128,7 @@ def format_prompt(
         > <action t-k>
         ...
         <observation t>
+        <observation 0>                   (read_twice=True, at the first step only: t = 0)
         Request: <observation 0>          (show_request="bottom", likewise)
         Last action: <action t-1>         (last_action=True; "none" at the first step)
         Actions so far: <a 0>, <a 1>, ... (last_action="all"; "none" at the first step)
@@ -165,6 +167,11 @@ def format_prompt(
         read_orders: write every order reference in a customer's words as "order 1042"
             (`name_orders`: "#1042", "ordr 1042" and a bare 1042 alike), so that the words next to
             an order's id are the same however the customer named it.
+        read_twice: at the first step (no history yet), write the observation twice, one copy
+            after the other. The LSTM reads a tool-use task's request a second time already
+            holding all of it, so the words that decide the first call are read knowing what
+            follows them (Zaremba & Sutskever 2014 doubled an LSTM's input for the same reason):
+            the desk's held-out wordings 0.86 -> 0.93 on training seed 0 (README, Agents).
     Returns:
         The prompt.
     Raises:
@@ -193,6 +200,8 @@ def format_prompt(
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
     parts.append(_squeeze(observation))
+    if read_twice and not history:
+        parts.append(_squeeze(observation))
     if restate and show_request == "bottom":
         parts.append(request)
     if last_action == "all":
@@ -372,12 +381,13 @@ class LMPolicy:
         show_request: str = "",
         read_minutes: bool = False,
         read_orders: bool = False,
+        read_twice: bool = False,
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes, read_orders: the
-                prompt's layout (see `format_prompt`); a cloned agent must act with the layout it
-                was trained on (`load_agent` does).
+            history_steps, show_goal, last_action, show_request, read_minutes, read_orders,
+                read_twice: the prompt's layout (see `format_prompt`); a cloned agent must act
+                with the layout it was trained on (`load_agent` does).
             values: a regex of the values read by reference (see `by_reference`; "" reads every
                 value as text).
         Raises:
@@ -397,6 +407,7 @@ class LMPolicy:
             "show_request": show_request,
             "read_minutes": read_minutes,
             "read_orders": read_orders,
+            "read_twice": read_twice,
         }
         self.values = values
         self.greedy = greedy
@@ -528,11 +539,12 @@ class GenerativePolicy:
         show_request: str = "",
         read_minutes: bool = False,
         read_orders: bool = False,
+        read_twice: bool = False,
         values: str = "",
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes, read_orders: the
-                prompt's layout (see `format_prompt`).
+            history_steps, show_goal, last_action, show_request, read_minutes, read_orders,
+                read_twice: the prompt's layout (see `format_prompt`).
             values: a regex of the values read by reference (see `by_reference`): what the
                 model writes has its placeholders put back.
         Raises:
@@ -551,6 +563,7 @@ class GenerativePolicy:
             "show_request": show_request,
             "read_minutes": read_minutes,
             "read_orders": read_orders,
+            "read_twice": read_twice,
         }
         self.values = values
         self.max_new_tokens = max_new_tokens

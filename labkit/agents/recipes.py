@@ -178,6 +178,7 @@ RECIPES: dict[str, Recipe] = {
             **TOOL_USE_LAYOUT,
             "show_request": "top",
             "read_orders": True,  # "#4085", "about 4085": "order 4085", as training wrote it
+            "read_twice": True,  # the first call's prompt holds the request twice
             "values": ORDER_IDS,
         },
         # One-letter typos read as the word meant ("cncel"): unseen 0.94 -> 1.00, held-out 0.45 ->
@@ -186,13 +187,16 @@ RECIPES: dict[str, Recipe] = {
         # seeds 0, 1, 2 (with read_orders; held-out 0.62, 0.75, 0.53). With the state carried, the
         # validation loss of one seed sat at 0.50 while its agent chose 205 of 212 validation
         # decisions right.
-        train={**TOOL_USE_TRAINING, "tokenizer": "lower_typos", "lr": 3e-3, "max_steps": 3000},
+        train={**TOOL_USE_TRAINING, "tokenizer": "lower_typos", "lr": 2e-3, "max_steps": 3000},
         env_args={"injection": 0.2},
         # Four in five of the expert's requests put together from parts (compose_request: asking
         # words in frames and amid asides that every kind shares, so only the asking words tell
         # the kinds apart), at lr 0.003 for 3,000 steps: held-out wordings 0.62, 0.75, 0.53 ->
         # 0.83, 0.91, 0.88 on training seeds 0, 1, 2, unseen 0.98, 0.99, 1.00. At lr 0.005 one
         # seed in three stalled on them (validation loss 0.07 after 3,000 steps, held-out 0.59).
+        # The request read twice before the first call (read_twice: the second reading already
+        # knows all of it) at lr 0.002: held-out 0.86, 0.91, 0.88 -> 0.97, 0.91, 0.88, wordings
+        # of my own 70, 89, 88 -> 95, 88, 94 of 100 (at lr 0.003 seed 2 stalled: val loss 0.13).
         train_env_args={"composed": 0.8},
     ),
     # Rare words read as <unk> in training too: held-out wordings 0.59 -> 0.92 with the typed
