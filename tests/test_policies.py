@@ -362,3 +362,9 @@ def test_a_policy_reading_values_by_reference_chooses_among_the_original_actions
         info["admissible_actions"]
     )
     assert "value_a" in policy.last_prompt and "7972" not in policy.last_prompt
+
+
+def test_a_misspelt_layout_switch_is_refused_with_the_switches_there_are():
+    with pytest.raises(TypeError, match="shw_goal: no prompt layout switch.*show_goal"):
+        LMPolicy(FixedScorer([]), shw_goal=False)
+    assert GenerativePolicy(FixedScorer([]), read_twice=True).prompt_options["read_twice"]

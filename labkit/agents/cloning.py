@@ -100,8 +100,8 @@ def example_segments(
         values: a regex of the values read by reference (policies.by_reference), as the policy
             reads them; only where each decision is a text of its own.
         options: format_prompt's layout switches (show_goal, last_action, show_request,
-            read_minutes, read_orders, read_twice). With last_action on, a prompt is no longer a prefix of the
-            next, so each decision is a text of its own.
+            read_minutes, read_orders, read_twice). With last_action on, a prompt is no longer a
+            prefix of the next, so each decision is a text of its own.
     Returns:
         One list of (text, is_action) segments per text; joined, a text is `format_example`'s.
     Raises:

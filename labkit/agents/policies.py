@@ -12,6 +12,7 @@ onto the admissible set by a stated rule, saying so in `Decision.note`.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -171,7 +172,7 @@ def format_prompt(
             after the other. The LSTM reads a tool-use task's request a second time already
             holding all of it, so the words that decide the first call are read knowing what
             follows them (Zaremba & Sutskever 2014 doubled an LSTM's input for the same reason):
-            the desk's held-out wordings 0.86 -> 0.93 on training seed 0 (README, Agents).
+            the desk's held-out wordings 0.86 -> 0.97 on training seed 0 (README, Agents).
     Returns:
         The prompt.
     Raises:
@@ -199,9 +200,8 @@ def format_prompt(
     for step in past:
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
-    parts.append(_squeeze(observation))
-    if read_twice and not history:
-        parts.append(_squeeze(observation))
+    now = _squeeze(observation)
+    parts += [now, now] if read_twice and not history else [now]
     if restate and show_request == "bottom":
         parts.append(request)
     if last_action == "all":
@@ -213,6 +213,31 @@ def format_prompt(
     prompt = "\n".join(parts) + "\n" + ACTION_MARK
     prompt = in_minutes(prompt) if read_minutes else prompt
     return name_orders(prompt) if read_orders else prompt
+
+
+LAYOUT_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(format_prompt).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}  # show_goal, last_action, show_request, read_minutes, read_orders, read_twice
+
+
+def prompt_layout(**switches: Any) -> dict[str, Any]:
+    """format_prompt's layout switches (its keyword-only arguments), its defaults filled in.
+
+    The one list of the switches and their defaults is format_prompt's signature; the policies
+    keep their layout as this dict (`prompt_options`, what agent.json stores).
+
+    Raises:
+        TypeError: a name that is no layout switch (the message lists those there are).
+    """
+    unknown = sorted(set(switches) - set(LAYOUT_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"{', '.join(unknown)}: no prompt layout switch; format_prompt takes "
+            f"{', '.join(LAYOUT_DEFAULTS)}."
+        )
+    return {**LAYOUT_DEFAULTS, **switches}
 
 
 def format_example(
@@ -376,22 +401,18 @@ class LMPolicy:
         length_norm: bool = False,
         seed: int = 0,
         name: str = "lm",
-        show_goal: bool | str = True,
-        last_action: bool | str = False,
-        show_request: str = "",
-        read_minutes: bool = False,
-        read_orders: bool = False,
-        read_twice: bool = False,
         values: str = "",
+        **layout: Any,
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes, read_orders,
-                read_twice: the prompt's layout (see `format_prompt`); a cloned agent must act
-                with the layout it was trained on (`load_agent` does).
+            history_steps, layout: the prompt's layout (history_steps, and format_prompt's
+                switches by name: show_goal, last_action, ...; `prompt_layout`); a cloned agent
+                must act with the layout it was trained on (`load_agent` does).
             values: a regex of the values read by reference (see `by_reference`; "" reads every
                 value as text).
         Raises:
             ValueError: temperature <= 0 or history_steps < 0.
+            TypeError: a layout switch format_prompt does not take.
         """
         if temperature <= 0:
             raise ValueError(
@@ -401,14 +422,7 @@ class LMPolicy:
         _check_history_steps(history_steps)
         self.scorer = scorer
         self.history_steps = history_steps
-        self.prompt_options = {
-            "show_goal": show_goal,
-            "last_action": last_action,
-            "show_request": show_request,
-            "read_minutes": read_minutes,
-            "read_orders": read_orders,
-            "read_twice": read_twice,
-        }
+        self.prompt_options = prompt_layout(**layout)
         self.values = values
         self.greedy = greedy
         self.temperature = temperature
@@ -534,21 +548,17 @@ class GenerativePolicy:
         temperature: float = 1.0,
         seed: int = 0,
         name: str = "generative",
-        show_goal: bool | str = True,
-        last_action: bool | str = False,
-        show_request: str = "",
-        read_minutes: bool = False,
-        read_orders: bool = False,
-        read_twice: bool = False,
         values: str = "",
+        **layout: Any,
     ) -> None:
         """Args:
-            history_steps, show_goal, last_action, show_request, read_minutes, read_orders,
-                read_twice: the prompt's layout (see `format_prompt`).
+            history_steps, layout: the prompt's layout (history_steps, and format_prompt's
+                switches by name: show_goal, last_action, ...; `prompt_layout`).
             values: a regex of the values read by reference (see `by_reference`): what the
                 model writes has its placeholders put back.
         Raises:
             ValueError: temperature <= 0, history_steps < 0 or max_new_tokens < 1.
+            TypeError: a layout switch format_prompt does not take.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be above 0, got {temperature}; or use greedy=True")
@@ -557,14 +567,7 @@ class GenerativePolicy:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.scorer = scorer
         self.history_steps = history_steps
-        self.prompt_options = {
-            "show_goal": show_goal,
-            "last_action": last_action,
-            "show_request": show_request,
-            "read_minutes": read_minutes,
-            "read_orders": read_orders,
-            "read_twice": read_twice,
-        }
+        self.prompt_options = prompt_layout(**layout)
         self.values = values
         self.max_new_tokens = max_new_tokens
         self.greedy = greedy
