@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         pages += found
     try:
         checks = check_pages(pages, args.shots, args.wait)
-    except RuntimeError as e:
-        parser.error(str(e))
+    except RuntimeError as e:  # no browser: what to install, without the usage of a right call
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     for check in checks:
         print(check)
     failed = sum(not c.ok for c in checks)

@@ -19,3 +19,13 @@ def test_a_folder_without_pages_is_a_clear_error(tmp_path, capsys):
         main([str(tmp_path)])
     assert stop.value.code == 2
     assert "no HTML page there; give an exported page or its folder" in capsys.readouterr().err
+
+
+def test_without_a_browser_the_error_says_what_to_install_and_nothing_else(
+    tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "a.html").write_text("<html></html>")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get install chromium" in err and "usage:" not in err
