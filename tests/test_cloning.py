@@ -14,7 +14,7 @@ from labkit.agents.cloning import (
     load_agent,
 )
 from labkit.agents.harness import evaluate, run_episode
-from labkit.agents.policies import LMPolicy, format_prompt
+from labkit.agents.policies import LAYOUT_DEFAULTS, LMPolicy, format_prompt
 from labkit.batching import batchify
 from labkit.tokenizer import train_tokenizer
 
@@ -127,13 +127,7 @@ def test_a_layout_with_the_last_action_gives_one_text_per_decision(tmp_path):
     assert (
         policy.prompt_options
         == again.prompt_options
-        == {
-            **options,
-            "show_request": "",
-            "read_minutes": False,
-            "read_orders": False,
-            "read_twice": False,
-        }
+        == {**LAYOUT_DEFAULTS, **options}  # every switch kept, the defaults filled in
     )
     obs, info = Corridor().reset(1)
     again.act(obs, info, [])

@@ -104,6 +104,20 @@ def test_the_goal_may_close_the_prompt_after_every_action_so_far():
         format_prompt("g", [], OBS, last_action="some")
 
 
+def test_the_goal_may_stand_above_the_actions_so_far_with_no_room_between():
+    # Treasure Hunter's layout: the instructions, then the ones carried out, then the decision.
+    prompt = format_prompt("go north, then take coin", HISTORY, OBS, 0, show_goal="top",
+                           show_observation=False, last_action="all")  # fmt: skip
+    actions = ", ".join(step["action"] for step in HISTORY)
+    assert prompt == f"Goal: go north, then take coin\nActions so far: {actions}\n{ACTION_MARK}"
+    assert "Attic" not in prompt
+    first = format_prompt("g", [], OBS, 0, show_goal="top", show_observation=False,
+                          last_action="all")  # fmt: skip
+    assert first == f"Goal: g\nActions so far: none\n{ACTION_MARK}"
+    with pytest.raises(ValueError, match="show_observation=False needs the goal shown"):
+        format_prompt("g", [], OBS, show_goal=False, show_observation=False)
+
+
 def test_with_the_whole_history_each_prompt_extends_the_previous_example():
     for i in range(len(HISTORY)):
         step = HISTORY[i]

@@ -115,6 +115,7 @@ def format_prompt(
     history_steps: int | None = None,
     *,
     show_goal: bool | str = True,
+    show_observation: bool = True,
     last_action: bool | str = False,
     show_request: str = "",
     read_minutes: bool = False,
@@ -128,7 +129,7 @@ def format_prompt(
         <observation t-k>
         > <action t-k>
         ...
-        <observation t>
+        <observation t>                   (show_observation=True)
         <observation 0>                   (read_twice=True, at the first step only: t = 0)
         Request: <observation 0>          (show_request="bottom", likewise)
         Last action: <action t-1>         (last_action=True; "none" at the first step)
@@ -150,9 +151,12 @@ def format_prompt(
         show_goal: open with the goal (True or "top"), close with it ("bottom": the last line
             before the decision), or leave it out (False). Out where the goal adds nothing the
             observations do not say: Coin Collector's goal restates the walkthrough, a paragraph
-            of direction words that a small LSTM must read past before each decision. At the
-            bottom where the goal's instructions decide each step (Treasure Hunter's "head west.
-            After that, go north...").
+            of direction words that a small LSTM must read past before each decision. On top,
+            above the actions so far, where the goal's instructions decide each step (Treasure
+            Hunter's "head west. After that, go north...": read first, then crossed off).
+        show_observation: write the current observation (True), or leave it out (False: where the
+            goal and the actions so far decide every step, as in Treasure Hunter, whose room
+            descriptions put exit words between the instructions and the decision).
         last_action: restate the last action near the decision (True), so that the model
             need not carry it across the observation (Coin Collector: the way back is the one exit
             not to take); or list every action of the episode so far ("all": where the agent is
@@ -176,7 +180,8 @@ def format_prompt(
     Returns:
         The prompt.
     Raises:
-        ValueError: the goal and the observation are both empty (there is nothing to act on).
+        ValueError: the goal and the observation are both empty, or neither is shown (there is
+            nothing to act on); a switch has a value it does not take.
     """
     if not goal.strip() and not observation.strip():
         raise ValueError(
@@ -191,6 +196,11 @@ def format_prompt(
         raise ValueError(f"show_goal must be True, False or one of {PLACES}, got {show_goal!r}.")
     if last_action not in (True, False, "all"):
         raise ValueError(f"last_action must be True, False or 'all', got {last_action!r}.")
+    if not show_observation and not show_goal:
+        raise ValueError(
+            "show_observation=False needs the goal shown (show_goal='top' or 'bottom'): "
+            "without either, the prompt says nothing to act on."
+        )
     parts = [f"Goal: {_squeeze(goal)}"] if show_goal == "top" else []
     past = history if history_steps is None else history[max(len(history) - history_steps, 0) :]
     request = f"Request: {_squeeze(history[0]['observation'])}" if history else ""
@@ -200,8 +210,8 @@ def format_prompt(
     for step in past:
         parts.append(_squeeze(step["observation"]))
         parts.append(ACTION_MARK + step["action"])
-    now = _squeeze(observation)
-    parts += [now, now] if read_twice and not history else [now]
+    now = [_squeeze(observation)] if show_observation else []
+    parts += now + now if read_twice and not history else now
     if restate and show_request == "bottom":
         parts.append(request)
     if last_action == "all":
@@ -219,7 +229,7 @@ LAYOUT_DEFAULTS = {
     name: parameter.default
     for name, parameter in inspect.signature(format_prompt).parameters.items()
     if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-}  # show_goal, last_action, show_request, read_minutes, read_orders, read_twice
+}  # show_goal, show_observation, last_action, show_request, read_minutes, read_orders, read_twice
 
 
 def prompt_layout(**switches: Any) -> dict[str, Any]:
