@@ -11,6 +11,7 @@ from labkit.agents.customer_service import CustomerServiceEnv
 from labkit.agents.harness import evaluate, replay, run_episode, save_trajectory
 from labkit.agents.registry import ENV_NAMES, make_env
 from labkit.agents.textworld_env import (
+    COMPILE_AHEAD_MIN,
     TextWorldEnv,
     cached_game_path,
     default_cache_dir,
@@ -120,6 +121,19 @@ def test_textworld_expert_recovers_after_a_detour(tw_cache):
     assert back != detour and back.startswith("go ")
     trajectory = run_episode(ExpertPolicy(), env, seed=0)
     assert trajectory.won
+
+
+def test_missing_games_are_compiled_side_by_side_into_the_cache(tmp_path):
+    env = TextWorldEnv("coin_collector", level=1, cache_dir=tmp_path)
+    seeds = range(COMPILE_AHEAD_MIN)
+    assert env.compile_games(seeds[:-1], processes=2) == 0  # too few: each reset compiles its own
+    assert env.compile_games(seeds, processes=2) == len(seeds)
+    paths = [cached_game_path("coin_collector", 1, seed, tmp_path) for seed in seeds]
+    assert all(story_file_problem(path) is None for path in paths)
+    stamps = [path.stat().st_mtime_ns for path in paths]
+    assert env.compile_games(seeds, processes=2) == 0  # all cached: nothing compiled again
+    assert [path.stat().st_mtime_ns for path in paths] == stamps
+    assert env.reset(seeds[-1])[1]["expert_action"] is not None  # a game that loads and plays
 
 
 def test_cache_hit_reuses_the_file_and_keys_differ(tw_cache):

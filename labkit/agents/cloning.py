@@ -76,7 +76,9 @@ def expert_episodes(env: Env, seeds: Iterable[int], max_steps: int = 100) -> lis
     Returns:
         The won trajectories, in seed order (an expert that fails a game teaches nothing useful).
     """
-    expert = ExpertPolicy()
+    expert, seeds = ExpertPolicy(), list(seeds)
+    if hasattr(env, "compile_games"):  # TextWorld: the games compiled side by side first
+        env.compile_games(seeds)
     episodes = [run_episode(expert, env, seed, max_steps) for seed in seeds]
     return [t for t in episodes if t.won]
 

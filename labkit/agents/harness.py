@@ -547,6 +547,8 @@ def evaluate(
     else:
         seeds_iter = seeds
     fresh = isinstance(env, type) or not isinstance(env, Env)  # a class or function: a factory
+    if not fresh and hasattr(env, "compile_games"):  # TextWorld: the games compiled side by side
+        env.compile_games(seeds)
     writer = TrajectoryWriter(save_to) if save_to is not None else None
     trajectories = []
     try:
