@@ -101,8 +101,8 @@ def example_segments(
     Args:
         values: a regex of the values read by reference (policies.by_reference), as the policy
             reads them; only where each decision is a text of its own.
-        options: format_prompt's layout switches (policies.LAYOUT_DEFAULTS). With last_action on, a prompt is no longer a
-            prefix of the next, so each decision is a text of its own.
+        options: format_prompt's layout switches (policies.LAYOUT_DEFAULTS). With last_action
+            on, a prompt is no longer a prefix of the next, so each decision is a text of its own.
     Returns:
         One list of (text, is_action) segments per text; joined, a text is `format_example`'s.
     Raises:
@@ -247,8 +247,8 @@ def clone_expert(
         word_dropout: each word of a person's request in a training prompt is read as <unk>
             with this probability (`blank_words`; the validation split stays whole; default:
             the recipe's, else 0).
-        options: format_prompt's layout switches (policies.LAYOUT_DEFAULTS), used for training and by the policy (none
-            given: the recipe's).
+        options: format_prompt's layout switches (policies.LAYOUT_DEFAULTS), used for training
+            and by the policy (none given: the recipe's).
     Returns:
         (the greedy LMPolicy named "lstm", the training history rows).
     Raises:
