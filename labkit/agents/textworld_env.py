@@ -369,13 +369,11 @@ class TextWorldEnv:
         Returns:
             How many games were compiled.
         """
-        missing = [
-            seed
+        paths = {
+            seed: cached_game_path(self.kind, self.level, seed, self.cache_dir, self.settings)
             for seed in seeds
-            if story_file_problem(
-                cached_game_path(self.kind, self.level, seed, self.cache_dir, self.settings)
-            )
-        ]
+        }  # only whether a game is there: reset checks the file whole, as it always did
+        missing = [seed for seed, path in paths.items() if not path.with_suffix(".json").is_file()]
         processes = min(processes or os.cpu_count() or 1, len(missing))
         # Forked workers: a spawned one would re-run a user's script that lacks a __main__ guard.
         can_fork = "fork" in multiprocessing.get_all_start_methods()
