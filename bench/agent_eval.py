@@ -116,7 +116,8 @@ def run_task(task: str, out: Path, seed: int, overrides: dict, opts: argparse.Na
 
 def print_table(results: dict) -> None:
     """task | split | agent | random | expert, each as won/episodes = rate [95% CI]; then pass^k."""
-    print(f"\n{'task':<18}{'split':<16}{'lstm agent':<27}{'random':<27}{'expert':<27}")
+    width = 29  # "200/200 = 1.00 [0.98, 1.00]" and two spaces
+    print(f"\n{'task':<18}{'split':<16}{'lstm agent':<{width}}{'random':<{width}}expert")
     for task, result in results.items():
         cells: dict[str, dict[str, str]] = {}
         for r in result["rows"]:
@@ -125,7 +126,8 @@ def print_table(results: dict) -> None:
             cells.setdefault(r["split"], {})[r["policy"]] = text
         for split, by in cells.items():
             line = f"{task:<18}{split:<16}"
-            print(line + "".join(f"{by.get(p, '-'):<27}" for p in ("lstm", "random", "expert")))
+            line += "".join(f"{by.get(p, '-'):<{width}}" for p in ("lstm", "random", "expert"))
+            print(line.rstrip())
     print("\npass^k of the agent sampling (the greedy agent's pass^k = its pass^1 for every k)")
     for task, result in results.items():
         p = result["pass_k"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from labkit.config import to_dict
-from labkit.model import REGULARIZERS, LSTMLanguageModel, ModelConfig, State
+from labkit.model import ADDED_LATER, LSTMLanguageModel, ModelConfig, State
 
 if TYPE_CHECKING:
     from labkit.distributed import World
@@ -145,7 +145,7 @@ def check_model_config(values: Any, path: str | Path) -> dict[str, Any]:
             f"{path}: 'model_config' is a {type(values).__name__}, not a dict of settings; {_FIX}."
         )
     fields = [f.name for f in dataclasses.fields(ModelConfig)]
-    optional = ("adaptive_cutoffs", *REGULARIZERS)  # absent: () and off (older checkpoints)
+    optional = ("adaptive_cutoffs", *ADDED_LATER)  # absent: () and off (older checkpoints)
     missing = [k for k in fields if k not in values and k not in optional]
     unknown = [k for k in values if k not in fields]
     if missing or unknown:

@@ -46,9 +46,15 @@ class ModelSettings:
     activation_reg: float = 0.0  # AR: this times the mean squared LSTM output (after dropout)
     temporal_reg: float = 0.0  # TAR: this times the mean squared change of the output per step
     adaptive_cutoffs: tuple[int, ...] = ()  # e.g. 2000,10000: adaptive softmax; () = full softmax
+    chrono_init: int = 0  # T_max: forget-gate biases log U(1, T_max - 1) (chrono init); 0 = all 1
 
     def __post_init__(self) -> None:
         require_positive(self, "embed_dim", "hidden_dim", "num_layers")
+        if self.chrono_init and self.chrono_init < 3:  # U(1, T_max - 1) must be a range
+            raise ConfigError(
+                f"chrono_init must be 0 (off) or at least 3, got {self.chrono_init}; set it to "
+                "about the longest distance in tokens the model must remember (e.g. 100)."
+            )
         for name in ("dropout", "embed_dropout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(
@@ -79,8 +85,10 @@ class ModelSettings:
 
 
 # The regularizers only change training, and checkpoints written before they existed lack them:
-# such a checkpoint loads with each one off (checkpoint.check_model_config).
+# such a checkpoint loads with each one off (checkpoint.check_model_config); chrono_init likewise
+# only decides where training starts.
 REGULARIZERS = ("locked_dropout", "embed_dropout", "weight_drop", "activation_reg", "temporal_reg")
+ADDED_LATER = (*REGULARIZERS, "chrono_init")
 
 
 @dataclass
@@ -97,6 +105,19 @@ class ModelConfig(ModelSettings):
                 f"adaptive_cutoffs must lie below vocab_size={self.vocab_size}, got "
                 f"{list(self.adaptive_cutoffs)}; drop the larger ones or use a larger vocabulary."
             )
+
+
+def chrono_biases(size: int, t_max: int) -> torch.Tensor:
+    """Forget-gate biases log U(1, t_max - 1): Tallec & Ollivier's chrono initialisation (2018).
+
+    A unit with forget bias b keeps about sigmoid(b) of its cell per token, so these units start
+    with memories from a few tokens to about t_max long; with every bias at 1 (0.73 per token) a
+    token read 40 tokens back is all but gone before training begins, and a fact that far from the
+    decision that needs it is learnt slowly or not at all (README, Agents: Treasure Hunter). The
+    input gates get the negatives: a unit that keeps long writes little. Drawn from torch's global
+    generator, which `build_model` seeds like the other weights.
+    """
+    return torch.log(torch.empty(size).uniform_(1.0, t_max - 1.0))
 
 
 class LSTMLanguageModel(nn.Module):
@@ -131,17 +152,22 @@ class LSTMLanguageModel(nn.Module):
 
     def _init_weights(self) -> None:
         # Small uniform embeddings and output weights, as in PyTorch's word_language_model;
-        # forget-gate biases at 1 so that early in training the cell keeps its memory.
+        # forget-gate biases at 1 so that early in training the cell keeps its memory (or spread
+        # from 0 to log(T_max) by chrono_init, for memories up to T_max tokens long).
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if self.decoder is not None:
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
             nn.init.zeros_(self.decoder.bias)
-        h = self.config.hidden_dim
+        h, t_max = self.config.hidden_dim, self.config.chrono_init
         for name, p in self.lstm.named_parameters():
-            if name.startswith("bias"):
-                nn.init.zeros_(p)
-                if name.startswith("bias_ih"):
-                    p.data[h : 2 * h] = 1.0  # gate order: input, forget, cell, output
+            if not name.startswith("bias"):
+                continue
+            nn.init.zeros_(p)
+            if name.startswith("bias_ih") and t_max:  # gate order: input, forget, cell, output
+                p.data[h : 2 * h] = chrono_biases(h, t_max)
+                p.data[:h] = -p.data[h : 2 * h]
+            elif name.startswith("bias_ih"):
+                p.data[h : 2 * h] = 1.0
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """A zero recurrent state for `batch_size` sequences."""

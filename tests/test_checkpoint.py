@@ -12,7 +12,7 @@ from labkit.checkpoint import (
     save_checkpoint,
 )
 from labkit.config import to_dict
-from labkit.model import REGULARIZERS, LSTMLanguageModel, ModelConfig
+from labkit.model import ADDED_LATER, LSTMLanguageModel, ModelConfig
 from labkit.tokenizer import train_tokenizer
 
 TEXT = "to be, or not to be: that is the question.\n"
@@ -216,11 +216,12 @@ def test_a_hand_edited_checkpoint_raises_checkpoint_error_saying_what_is_wrong(
 
 def test_a_checkpoint_from_before_the_regularizers_loads_with_them_off(tmp_path):
     model, payload = model_payload("own")
-    for name in REGULARIZERS:  # the settings added after such checkpoints were written
+    for name in ADDED_LATER:  # the settings added after such checkpoints were written
         del payload["model_config"][name]
     save_checkpoint(tmp_path / "best.pt", payload)
     loaded, _ = load_model(tmp_path / "best.pt")
     assert not loaded.config.locked_dropout and loaded.config.weight_drop == 0.0
+    assert loaded.config.chrono_init == 0
     ids = torch.tensor([[1, 2, 3]])
     assert torch.equal(loaded(ids)[0], model.eval()(ids)[0])
 

@@ -1,5 +1,7 @@
 """The LSTM model: shapes, normalised distributions, weight tying, config errors, state carrying."""
 
+import math
+
 import pytest
 import torch
 from conftest import V, tiny_model
@@ -7,6 +9,7 @@ from conftest import V, tiny_model
 from labkit.batching import IGNORE_INDEX
 from labkit.config import ConfigError
 from labkit.model import (
+    LSTMLanguageModel,
     ModelConfig,
     detach_state,
     tail_shares,
@@ -78,9 +81,37 @@ def test_forget_gate_bias_starts_at_one():
         assert (bias_hh == 0).all()
 
 
+def first_token_trace(model: LSTMLanguageModel, steps: int) -> float:
+    """How far the cell state after `steps` tokens moves when only the first token changes."""
+    ids = random_ids(1, steps)
+    other = ids.clone()
+    other[0, 0] = (ids[0, 0] + 1) % V
+    with torch.no_grad():
+        cells = [model(x)[1][1] for x in (ids, other)]  # (layers, 1, H) each
+    return float((cells[0] - cells[1]).norm())
+
+
+def test_chrono_init_spreads_the_forget_biases_and_a_token_fades_far_slower():
+    t_max = 100
+    chrono, plain = tiny_model(chrono_init=t_max), tiny_model()
+    h = chrono.config.hidden_dim
+    for layer in range(chrono.config.num_layers):
+        bias_ih = getattr(chrono.lstm, f"bias_ih_l{layer}")
+        forget = bias_ih[h : 2 * h]  # gate order: input, forget, cell, output
+        assert (forget >= 0).all() and (forget <= math.log(t_max - 1)).all()
+        assert forget.max() - forget.min() > 1.0  # memories of many lengths, not one
+        assert torch.equal(bias_ih[:h], -forget) and (bias_ih[2 * h :] == 0).all()
+    # What the first token left in the cells, 10 tokens on against 40: with every forget bias
+    # at 1 most of it is gone in those 30 tokens, with chrono init most of it is still there.
+    fading = {m: first_token_trace(m, 10) / first_token_trace(m, 40) for m in (chrono, plain)}
+    assert fading[chrono] < 4 and fading[plain] > 10 * fading[chrono]
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
+        (dict(chrono_init=2), "chrono_init"),
+        (dict(chrono_init=-5), "chrono_init"),
         (dict(tie_weights=True, embed_dim=4, hidden_dim=8), "embed_dim == hidden_dim"),
         (dict(tie_weights=True, embed_dim=8, adaptive_cutoffs=(4,)), "adaptive_cutoffs"),
         (dict(adaptive_cutoffs=(8, 4)), "increase"),

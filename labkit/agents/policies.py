@@ -151,9 +151,10 @@ def format_prompt(
         show_goal: open with the goal (True or "top"), close with it ("bottom": the last line
             before the decision), or leave it out (False). Out where the goal adds nothing the
             observations do not say: Coin Collector's goal restates the walkthrough, a paragraph
-            of direction words that a small LSTM must read past before each decision. On top,
-            above the actions so far, where the goal's instructions decide each step (Treasure
-            Hunter's "head west. After that, go north...": read first, then crossed off).
+            of direction words that a small LSTM must read past before each decision. Last,
+            below the actions so far, where the goal's instructions decide each step (Treasure
+            Hunter's "head west. After that, go north...": the actions counted first, then the
+            instructions, the one after the last carried out kept).
         show_observation: write the current observation (True), or leave it out (False: where the
             goal and the actions so far decide every step, as in Treasure Hunter, whose room
             descriptions put exit words between the instructions and the decision).
