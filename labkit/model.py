@@ -163,11 +163,9 @@ class LSTMLanguageModel(nn.Module):
             if not name.startswith("bias"):
                 continue
             nn.init.zeros_(p)
-            if name.startswith("bias_ih") and t_max:  # gate order: input, forget, cell, output
-                p.data[h : 2 * h] = chrono_biases(h, t_max)
-                p.data[:h] = -p.data[h : 2 * h]
-            elif name.startswith("bias_ih"):
-                p.data[h : 2 * h] = 1.0
+            if name.startswith("bias_ih"):  # gate order: input, forget, cell, output
+                p.data[h : 2 * h] = chrono_biases(h, t_max) if t_max else 1.0
+                p.data[:h] = -p.data[h : 2 * h] if t_max else 0.0
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """A zero recurrent state for `batch_size` sequences."""
