@@ -84,11 +84,17 @@ class ModelSettings:
             )
 
 
-# The regularizers only change training, and checkpoints written before they existed lack them:
-# such a checkpoint loads with each one off (checkpoint.check_model_config); chrono_init likewise
-# only decides where training starts.
-REGULARIZERS = ("locked_dropout", "embed_dropout", "weight_drop", "activation_reg", "temporal_reg")
-ADDED_LATER = (*REGULARIZERS, "chrono_init")
+# Settings added after the first checkpoints were written: the regularizers only change training
+# and chrono_init only decides where it starts, so a checkpoint that lacks them loads with each one
+# off (checkpoint.check_model_config).
+ADDED_LATER = (
+    "locked_dropout",
+    "embed_dropout",
+    "weight_drop",
+    "activation_reg",
+    "temporal_reg",
+    "chrono_init",
+)
 
 
 @dataclass

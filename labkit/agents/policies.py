@@ -81,9 +81,11 @@ def in_minutes(text: str) -> str:
 # "#1042", "order #1042", "ORDR 1042" (a word one typo from "order") and a bare 1042 (an id is four
 # digits or more, as the desk's values are) all name one order, in the customer's own words only
 # (REQUEST_QUOTE), so that the tools' answers and the agent's calls keep theirs.
+ORDER_ID = r"\d{4,}"  # what an agent reads as an order id (recipes' by-reference values too)
 _ORDER_WORDS = sorted({"order", *one_typo_away("order")}, key=len, reverse=True)
 _ORDER_REF = re.compile(
-    r"(?:\b(?:" + "|".join(_ORDER_WORDS) + r")\b\s*)?(?:#\s*|\b)(\d{4,})\b", re.IGNORECASE
+    r"(?:\b(?:" + "|".join(_ORDER_WORDS) + r")\b\s*)?(?:#\s*|\b)(" + ORDER_ID + r")\b",
+    re.IGNORECASE,
 )
 # A person's own words in an observation: the desk's 'Ana (customer 4) writes: "..."', the
 # calendar's 'User: "..."'. Groups: the opening, the words, the closing quote.

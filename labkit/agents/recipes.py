@@ -15,6 +15,7 @@ from typing import Any
 
 from labkit.agents.calendar_assistant import DAYS, PEOPLE, WINDOWS
 from labkit.agents.core import Env
+from labkit.agents.policies import ORDER_ID
 from labkit.agents.registry import make_env
 
 RECIPE = "recipe"  # a default that means "the recipe's value" where None already means something
@@ -84,7 +85,7 @@ TOOL_USE_LAYOUT = {"show_goal": False, "last_action": True}
 # day and meeting lengths in figures (the calendar's prompt writes "an hour" as "60 minutes":
 # read_minutes), each named by its type (day_a, time_a, window_a, ...: which argument a value
 # fills does not hang on word order).
-ORDER_IDS = r"\b\d{4,}\b"
+ORDER_IDS = rf"\b{ORDER_ID}\b"
 CALENDAR_VALUES = (
     r"(?P<time>\b\d{1,2}:\d{2}\b)"
     + r"|\b(?:(?P<day>"
