@@ -5,9 +5,10 @@
     python -m bench.quality_budget --kinds word -- --lr 3e-3 --batch_size 128   # ours' overrides
     python -m bench.quality_budget --kinds word --minutes 2 --switches     # AWD-LSTM's, one by one
     python -m bench.quality_budget --kinds word --minutes 5 --switches locked_dropout
+    python -m bench.quality_budget --kinds word --minutes 2 --corpus /usr/share/vim/vim90/doc
 
-Ours trains first, with max_minutes set to the budget and its cosine schedule spread over the steps
-a short probe says fit in it; the baseline (bench.baseline, the textbook loop) then trains for
+Ours trains first, with max_minutes set to the budget and its cosine schedule spread over a tenth
+more steps than a short probe says fit in it, so that the budget ends the run; the baseline (bench.baseline, the textbook loop) then trains for
 exactly the wall time ours took, start to end of train() with its periodic evaluations and
 checkpoints included. Both start from the same weights (same model, same seed) and are scored by
 the same call, labkit.likelihood.score_stream over the whole validation split, outside the budget.
@@ -19,6 +20,8 @@ same budget; the baseline trains once, for the longest of ours' wall times.
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import sys
 import tempfile
 import time
@@ -26,18 +29,28 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import train_textbook
-from bench.common import header, load_data, ours_config, print_table, ratio, run_fresh, save_data
+from bench.common import (
+    OURS,
+    header,
+    load_data,
+    ours_config,
+    print_table,
+    ratio,
+    run_fresh,
+    save_data,
+)
 from labkit.config import parse_overrides
 from labkit.likelihood import score_stream
 from labkit.runtime import pick_device, set_cpu_threads
-from labkit.train import build_model, train
+from labkit.train import TrainConfig, build_model, train
 
 EVAL_BATCH = 64  # streams when scoring the validation split (the same for both loops)
 EVAL_BPTT = 35  # tokens per window when scoring
-PROBE_WARMUP, PROBE_STEPS = 10, 20  # a throwaway run of ours: untimed, then timed steps
+PROBE_WARMUP, PROBE_ROWS = 10, 8  # a throwaway run of ours: steps untimed, then rows of them timed
 EVALS_PER_RUN = 5  # ours evaluates (and saves a checkpoint) this often
-SCHEDULE_SHARE = 0.9  # of the budget that ours' cosine schedule is spread over: the rest pays for
-# the evaluations and checkpoints, so the schedule ends before the budget stops the run
+SCHEDULE_SHARE = 1.1  # ours' cosine schedule is spread over this share of the budget, and the
+# budget stops the run: a cosine's last tenth barely moves the lr, so a schedule cut short costs
+# little, while one that ends early leaves budget unused (the probe's estimate is good to ~10%)
 AVERAGE_SHARE = 0.5  # averaged SGD averages the weights of the last half of the steps
 # AWD-LSTM's regularizers (Merity et al. 2018; labkit/model.py, labkit/train.py), each a row of its
 # own over ours' settings, then all together. Tied weights need the full softmax.
@@ -49,21 +62,43 @@ SWITCHES = {
     "tie_weights": ("tied weights, full softmax", {"tie_weights": True, "adaptive_cutoffs": ()}),
     "asgd": ("averaged SGD", {"optimizer": "asgd"}),
 }
+DEFAULTS = TrainConfig()  # a switch's "off": TrainConfig's default for each of its settings
 ALL_SWITCHES = {key: value for _, switch in SWITCHES.values() for key, value in switch.items()}
 
 
 def _probe_step_seconds(config_args: dict[str, Any], vocab_size: int, data: Any) -> float:
-    """Seconds per optimizer step of ours, timed over PROBE_STEPS steps of a throwaway model.
+    """Seconds per optimizer step of ours: the median over PROBE_ROWS rows of PROBE_WARMUP steps.
 
     History rows time the steps between them, evaluations and checkpoints left out; the first
-    PROBE_WARMUP steps (slower while caches and thread pools warm up) are not timed.
+    PROBE_WARMUP steps (slower while caches and thread pools warm up) are not timed, and the median
+    keeps a moment's load from another process from setting the whole run's schedule.
     """
+    steps = PROBE_WARMUP * (1 + PROBE_ROWS)
     config = ours_config(
-        **config_args, name="probe", max_steps=PROBE_WARMUP + PROBE_STEPS,
-        eval_every=PROBE_WARMUP, eval_windows=1, checkpoint_every=PROBE_WARMUP + PROBE_STEPS,
+        **config_args, name="probe", max_steps=steps, eval_every=PROBE_WARMUP, eval_windows=1,
+        checkpoint_every=steps,
     )  # fmt: skip
-    rows = train(build_model(config, vocab_size), data, config)
-    return (rows[-1]["elapsed_s"] - rows[0]["elapsed_s"]) / PROBE_STEPS
+    elapsed = [row["elapsed_s"] for row in train(build_model(config, vocab_size), data, config)]
+    return statistics.median(b - a for a, b in itertools.pairwise(elapsed)) / PROBE_WARMUP
+
+
+def variants(kind: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """Ours' rows: ours, then one per switch key ("all": every switch at once), name -> overrides.
+
+    A switch that ours already has on (OURS) is measured by turning it off instead: its row is
+    "ours without ..." at TrainConfig's default for each of its settings.
+    """
+    rows: dict[str, dict[str, Any]] = {"ours": {}}
+    for key in keys:
+        if key == "all":
+            rows["ours + all of them"] = ALL_SWITCHES
+            continue
+        label, switch = SWITCHES[key]
+        if all(OURS[kind].get(name) == value for name, value in switch.items()):
+            rows[f"ours without {label}"] = {name: getattr(DEFAULTS, name) for name in switch}
+        else:
+            rows[f"ours + {label}"] = switch
+    return rows
 
 
 def run(
@@ -128,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default="word,char", help="tokenizer kinds, comma-separated")
     parser.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget per run")
     parser.add_argument("--hidden", type=int, default=200, help="hidden size (2 layers)")
+    parser.add_argument(
+        "--corpus",
+        default=DEFAULTS.corpus,
+        help="the embedded plays, a .txt file or a folder of them",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     parser.add_argument(
@@ -143,24 +183,25 @@ def main(argv: list[str] | None = None) -> int:
     if opts.threads:
         overrides.setdefault("threads", opts.threads)
     device = str(pick_device(opts.device))
-    header(f"quality in {opts.minutes:g} minutes: ours against the textbook loop", device)
-    variants = {"ours": {}}
-    for key in filter(None, opts.switches.split(",")):
-        if key == "all":
-            variants["ours + all of them"] = ALL_SWITCHES
-        elif key in SWITCHES:
-            label, switch = SWITCHES[key]
-            variants[f"ours + {label}"] = switch
-        else:
+    header(
+        f"quality in {opts.minutes:g} minutes on {opts.corpus}: ours against the textbook loop",
+        device,
+    )
+    keys = list(filter(None, opts.switches.split(",")))
+    for key in keys:
+        if key != "all" and key not in SWITCHES:
             parser.error(f"unknown switch {key!r}; choose from {', '.join([*SWITCHES, 'all'])}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in opts.kinds.split(","):
-            data_path = str(save_data(kind, Path(tmp)))
+            try:
+                data_path = str(save_data(kind, Path(tmp), opts.corpus))
+            except (OSError, ValueError) as error:  # a corpus missing, empty or unreadable
+                parser.error(str(error))
             common = {"kind": kind, "data_path": data_path, "hidden": opts.hidden,
                       "device": device, "run_dir": tmp}  # fmt: skip
             ours = {}
-            for name, switch in variants.items():
+            for name, switch in variants(kind, keys).items():
                 ours[name] = run_fresh(
                     "bench.quality_budget:run", loop="ours", seconds=60 * opts.minutes,
                     overrides={**overrides, **switch}, **common,

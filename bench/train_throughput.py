@@ -194,9 +194,10 @@ def ladder(kind: str, threads: int, compile_row: bool) -> list[tuple[str, str, d
                                                                "lr": BATCH20_LR[kind],
                                                                "adaptive_cutoffs": ()}),
     ]  # fmt: skip
-    if kind == "word":
-        rows.append(("+ adaptive softmax", "ours", {"batch_size": 20, "lr": BATCH20_LR[kind]}))
     ours = OURS[kind]
+    if kind == "word":
+        label = "+ adaptive softmax" + (" (ours)" if ours["batch_size"] == 20 else "")
+        rows.append((label, "ours", {"batch_size": 20, "lr": BATCH20_LR[kind]}))
     if ours["batch_size"] != 20:  # else the rows above are ours already
         rows.append(
             (
