@@ -98,8 +98,15 @@ def clean(nb: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if not args or "-h" in args or "--help" in args:
+        print(__doc__)
+        return 0 if args else 2
     fix = "--fix" in args
     paths = [Path(a) for a in args if a != "--fix"]
+    for path in paths:
+        if not path.is_file():
+            print(f"no notebook at {path}; give the .ipynb files to check, e.g. notebooks/*.ipynb")
+            return 2
     bad = 0
     for path in paths:
         nb = json.loads(path.read_text(encoding="utf-8"))

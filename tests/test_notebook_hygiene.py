@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.nbhygiene import CHECK_MARK, clean, problems
+from labkit.nbhygiene import CHECK_MARK, clean, main, problems
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -95,3 +95,9 @@ def test_parameters_cell_must_hold_literals():
         ],
     }
     assert any("not `name = literal`" in p for p in problems(nb))
+
+
+def test_a_missing_notebook_is_named_in_a_usage_error_not_a_traceback(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.ipynb")]) == 2
+    assert "no notebook at" in capsys.readouterr().out
+    assert main([]) == 2  # no files: the usage
