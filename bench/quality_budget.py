@@ -8,13 +8,15 @@
     python -m bench.quality_budget --kinds word --minutes 2 --corpus /usr/share/vim/vim90/doc
 
 Ours trains first, with max_minutes set to the budget and its cosine schedule spread over a tenth
-more steps than a short probe says fit in it, so that the budget ends the run; the baseline (bench.baseline, the textbook loop) then trains for
-exactly the wall time ours took, start to end of train() with its periodic evaluations and
-checkpoints included. Both start from the same weights (same model, same seed) and are scored by
-the same call, labkit.likelihood.score_stream over the whole validation split, outside the budget.
-Arguments after `--` are TrainConfig overrides for ours. With --switches, ours also trains with
-each of AWD-LSTM's regularizers (SWITCHES) on its own and then with all of them, each row for the
-same budget; the baseline trains once, for the longest of ours' wall times.
+more steps than a short probe says fit in it, so that the budget ends the run; the baseline
+(bench.baseline, the textbook loop) then trains for exactly the wall time ours took, start to end
+of train() with its periodic evaluations and checkpoints included. Both start from the same
+weights (same model, same seed) and are scored by the same call, labkit.likelihood.score_stream
+over the whole validation split, outside the budget. Arguments after `--` are TrainConfig
+overrides for ours. With --switches, ours also trains with each of AWD-LSTM's regularizers
+(SWITCHES) on its own and then with all of them, each row for the same budget (a switch ours
+already has is turned off instead); the baseline trains once, for the longest of ours' wall times.
+--corpus trains and scores both on other text.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--corpus",
         default=DEFAULTS.corpus,
-        help="the embedded plays, a .txt file or a folder of them",
+        help="shakespeare (the embedded plays), a .txt file or a folder of .txt files",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
